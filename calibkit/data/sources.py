@@ -6,12 +6,14 @@ or the Hugging Face hub. Study sources have local + hub roads; embedded sources 
 
 Sources that also serve evaluation (``eval_fraction > 0``) split their records once, by a stable hash of
 (source, record index): calibration draws only ever see the calibration part, evaluation suites only the
-evaluation part.
+evaluation part. The split hashes (source, record content), so it is stable under reordering and
+duplicates never straddle it.
 """
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import assets
-from ..settings import data_dir
+from ..settings import atomic_write_bytes, cache_dir, data_dir
 from . import formatters as fmt
 from . import readers as rd
 from .readers import DataError
@@ -363,7 +365,7 @@ def _load(name: str, root: str | None) -> tuple[tuple[dict, ...], Callable[[dict
             return tuple(read(paths)), format_, f"local:{', '.join(map(str, paths))}"
     if src.embedded is not None:
         paths = [assets.require(k) for k in src.embedded.asset_keys]
-        return tuple(src.embedded.read(paths)), src.embedded.format, f"asset:{src.embedded.asset_keys[0]}"
+        return _parsed_asset_records(src, paths), src.embedded.format, f"asset:{src.embedded.asset_keys[0]}"
     if src.hub is not None:
         h = src.hub
         recs = rd.read_hub(h.hub_id, h.config, h.split, h.max_records, h.data_files, h.streaming)
@@ -373,8 +375,25 @@ def _load(name: str, root: str | None) -> tuple[tuple[dict, ...], Callable[[dict
     raise DataError(f"source {name!r} has no road to its data")
 
 
-def _in_eval_part(name: str, index: int, fraction: float) -> bool:
-    digest = hashlib.sha256(f"{name}:{index}".encode()).digest()
+PARSER_VERSION = 1  # bump when an embedded reader changes what it returns
+
+
+def _parsed_asset_records(src: Source, paths: list[Path]) -> tuple[dict, ...]:
+    """Parse an embedded source once and keep the records as JSON next to the assets (keyed by the
+    assets' checksums and the parser version); parsing the Wikipedia dump takes seconds, reading JSON not."""
+    key = hashlib.sha256(f"{PARSER_VERSION}:{src.name}:{[assets.get(k).sha256 for k in src.embedded.asset_keys]}"
+                         .encode()).hexdigest()[:16]
+    cached = cache_dir() / "parsed" / f"{src.name}-{key}.json"
+    if cached.is_file():
+        return tuple(json.loads(cached.read_text()))
+    recs = src.embedded.read(paths)
+    atomic_write_bytes(cached, json.dumps(recs, ensure_ascii=False).encode())
+    return tuple(recs)
+
+
+def _in_eval_part(name: str, rec: dict, fraction: float) -> bool:
+    """Stable split by record *content*, so duplicated records (BIG-bench has some) land on one side."""
+    digest = hashlib.sha256(f"{name}:{json.dumps(rec, sort_keys=True, default=str)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
@@ -390,7 +409,7 @@ def records(name: str, part: str = "calibration") -> list[dict]:
     if part == "evaluation" and src.eval_fraction == 0:
         raise DataError(f"source {name!r} reserves no evaluation records")
     want_eval = part == "evaluation"
-    return [r for i, r in enumerate(recs) if _in_eval_part(name, i, src.eval_fraction) == want_eval]
+    return [r for r in recs if _in_eval_part(name, r, src.eval_fraction) == want_eval]
 
 
 def texts(name: str, part: str = "calibration") -> list[str]:
