@@ -203,7 +203,7 @@ def _download_sdist(pkg: Package, dest: Path) -> Path:
         req = urllib.request.Request(f"{index}/{pkg.name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         with urllib.request.urlopen(req, timeout=60) as r:
             files = json.load(r)["files"]
-    except Exception as e:  # noqa: BLE001 - re-raised with what was asked and where
+    except Exception as e:
         raise AssetError(f"could not list {pkg.name} on the package index {index}: {e}") from e
     stem = f"{pkg.name.replace('-', '_')}-{pkg.version}"
     hits = [f for f in files if f["filename"] in (f"{pkg.name}-{pkg.version}.tar.gz", f"{stem}.tar.gz")]

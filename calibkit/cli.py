@@ -29,13 +29,13 @@ def cmd_sources(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .data.calibration import build, parse_mix, source_spec
+    from .data.calibration import build, parse_mix, save_hf_dataset, source_spec
 
     spec = source_spec(args.source) if args.source else parse_mix(args.mix)
     cs = build(spec, n=args.n, seqlen=args.seqlen, seed=args.seed, model=args.model)
     path = cs.to_jsonl(args.out)
     if args.hf_dataset:
-        cs.to_hf_dataset().save_to_disk(args.hf_dataset)
+        save_hf_dataset(cs, args.hf_dataset)
     counts = ", ".join(f"{k}={v}" for k, v in sorted(cs.counts().items()))
     print(f"wrote {len(cs)} sequences x {args.seqlen} tokens ({spec.label}, seed {args.seed}) to {path} "
           f"[{counts}]", file=sys.stderr)
@@ -63,10 +63,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .data.calibration import CalibrationSet
+    from .data.calibration import CalibrationSet, save_hf_dataset
 
     cs = CalibrationSet.from_jsonl(args.file)
-    cs.to_hf_dataset(tokenized_only=args.tokenized_only).save_to_disk(args.out)
+    save_hf_dataset(cs, args.out, tokenized_only=args.tokenized_only)
     print(f"saved a datasets.Dataset of {len(cs)} rows to {args.out} (datasets.load_from_disk)", file=sys.stderr)
     return 0
 

@@ -71,7 +71,7 @@ def test_a_pool_draw_does_not_depend_on_the_other_pools(tokenizer):
     full = C.build("balanced", n=40, seqlen=128, seed=3, tokenizer=tokenizer, progress=False)
     loo = C.build("loo_general", n=30, seqlen=128, seed=3, tokenizer=tokenizer, progress=False)
     assert "General" not in loo.counts()
-    key = lambda cs: sorted(tuple(s["input_ids"]) for s in cs.sequences if s["dimension"] == "Math")  # noqa
+    key = lambda cs: sorted(tuple(s["input_ids"]) for s in cs.sequences if s["dimension"] == "Math")
     assert key(full) == key(loo)  # 10 Math sequences in both, drawn identically
 
 

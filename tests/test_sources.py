@@ -40,7 +40,7 @@ def test_calibration_and_evaluation_parts_are_disjoint(name):
     cal = S.records(name, "calibration")
     ev = S.records(name, "evaluation")
     allr = S.records(name, "all")
-    key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+    key = lambda r: json.dumps(r, sort_keys=True)
     assert len(cal) + len(ev) == len(allr)
     assert not {key(r) for r in cal} & {key(r) for r in ev}
     frac = len(ev) / len(allr)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..settings import atomic_write_bytes
 from . import sources as S
-from .readers import DataError
+from .readers import DataError, read_jsonl
 from .sources import CODE, COMMONSENSE, DIMENSIONS, GENERAL, MATH
 
 DEFAULT_SEQLEN = 2048  # Wanda/SparseGPT default for LLaMA-family models; the embedded profile uses less
@@ -153,22 +153,10 @@ class CalibrationSet:
         return path
 
     @classmethod
-    def from_jsonl(cls, path: str | os.PathLike) -> "CalibrationSet":
+    def from_jsonl(cls, path: str | os.PathLike) -> CalibrationSet:
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"calibration file not found: {path}")
-        seqs = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("input_ids"), list):
-                    raise DataError(f"{path}:{lineno}: a calibration record needs an 'input_ids' list")
-                seqs.append(rec)
+        seqs = read_jsonl(path, check=lambda r: None if isinstance(r.get("input_ids"), list)
+                          else "a calibration record needs an 'input_ids' list")
         if not seqs:
             raise DataError(f"{path}: empty calibration set")
         mp = meta_path(path)
@@ -186,6 +174,22 @@ class CalibrationSet:
             for key in ("text", "source", "dimension", "genre"):
                 cols[key] = [s.get(key) for s in self.sequences]
         return datasets.Dataset.from_dict(cols)
+
+
+def save_hf_dataset(cs: CalibrationSet, out: str | os.PathLike, tokenized_only: bool = False) -> Path:
+    """``to_hf_dataset().save_to_disk(out)``, written to a temporary sibling first and renamed into place."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        cs.to_hf_dataset(tokenized_only=tokenized_only).save_to_disk(str(tmp))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def meta_path(path: str | os.PathLike) -> Path:

@@ -82,7 +82,7 @@ def openbookqa(rec: dict) -> str:
     return f"{rec['question_stem'].strip()} {gold.strip()}"
 
 
-_OBQA_CHOICE = re.compile(r"\(([A-D])\)\s*(.*?)(?=\s*\([A-D]\)\s|$)", re.S)
+_OBQA_CHOICE = re.compile(r"\(([A-D])\)\s*(.*?)(?=\s*\([A-D]\)\s|$)", re.DOTALL)
 
 
 def openbookqa_tsv(rec: dict) -> str:

@@ -37,7 +37,8 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path}: cannot read as UTF-8 text ({e})") from e
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, check=None) -> list[dict]:
+    """JSON objects, one per non-blank line; ``check(record)`` may return a complaint about a record."""
     out = []
     try:
         with _open_text(path) as f:
@@ -50,6 +51,9 @@ def read_jsonl(path: Path) -> list[dict]:
                     raise DataError(f"{path}:{lineno}: malformed JSON line ({e.msg})") from None
                 if not isinstance(rec, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+                complaint = check(rec) if check else None
+                if complaint:
+                    raise DataError(f"{path}:{lineno}: {complaint}")
                 out.append(rec)
     except (UnicodeDecodeError, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({e})") from e
@@ -228,7 +232,7 @@ def read_hub(hub_id: str, config: str | None, split: str, max_records: int | Non
         if max_records and len(ds) > max_records:
             ds = ds.select(range(max_records))
         return [dict(r) for r in ds]
-    except Exception as e:  # noqa: BLE001 - re-raised with the source named and what to do
+    except Exception as e:
         raise DataError(f"could not load {hub_id}{'/' + config if config else ''} [{split}] from the "
                         f"Hugging Face hub: {type(e).__name__}: {e}. Without network, point CALIBKIT_DATA_DIR "
                         "at a local copy (see README, 'Local data directory').") from e

@@ -15,10 +15,10 @@ import glob
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from .. import assets
 from ..settings import atomic_write_bytes, cache_dir, data_dir
@@ -77,7 +77,6 @@ class Source:
     hub: Hub | None = None
     embedded: Embedded | None = None
     eval_fraction: float = 0.0
-    roads_note: str = field(default="", compare=False)
 
     @property
     def dimension(self) -> str:
@@ -190,7 +189,7 @@ def _ptb(paths, lines_per_doc: int = 40):
     return [{"text": "\n".join(lines[i:i + lines_per_doc])} for i in range(0, len(lines), lines_per_doc)]
 
 
-_SCENE = re.compile(r"^\s*(ACT [IVX]+\.|Scene [IVX]+\.|SCENE [IVX]+\.)", re.M)
+_SCENE = re.compile(r"^\s*(ACT [IVX]+\.|Scene [IVX]+\.|SCENE [IVX]+\.)", re.MULTILINE)
 
 
 def _shakespeare(paths):
@@ -433,10 +432,11 @@ def road(name: str) -> str:
 
 def describe(name: str) -> dict:
     s = get(name)
+    hub = None
+    if s.hub is not None:
+        hub = s.hub.hub_id + (f"/{s.hub.config}" if s.hub.config else "")
     info = {"name": s.name, "dimension": s.dimension, "dimensions": list(s.dimensions), "genre": s.genre,
-            "family": s.family, "description": s.description,
-            "hub": f"{s.hub.hub_id}{'/' + s.hub.config if s.hub and s.hub.config else ''}" if s.hub else None,
-            "eval_fraction": s.eval_fraction}
+            "family": s.family, "description": s.description, "hub": hub, "eval_fraction": s.eval_fraction}
     info.update(s.availability())
     return info
 
