@@ -22,7 +22,7 @@ def cmd_sources(args) -> int:
         return 0
     for r in rows:
         r["available"] = "yes" if r["available"] else "no"
-        r["origin"] = r["road"] if r["available"] == "yes" else (r["hub"] and f"hub:{r['hub']}" or r["road"])
+        r["origin"] = r["origin"].split(",")[0][:60]
         r["why not"] = r["why"]
     _print_table(rows, ["name", "family", "dimension", "genre", "origin", "available", "why not"])
     return 0

@@ -12,7 +12,9 @@ def test_sources_json_lists_study_and_embedded(capsys):
     embedded = [r for r in rows if r["family"] == "embedded"]
     assert len(study) >= 15 and len(embedded) >= 6
     assert all(r["available"] for r in embedded)
-    assert {"name", "dimension", "genre", "road", "available", "why"} <= set(rows[0])
+    assert {"name", "dimension", "genre", "origin", "available", "why"} <= set(rows[0])
+    assert all(r["origin"].startswith("asset:") for r in embedded)
+    assert next(r for r in rows if r["name"] == "gsm8k")["origin"] == "hub:openai/gsm8k/main"
 
 
 def test_build_twice_is_byte_identical_and_inspectable(tmp_path, capsys):

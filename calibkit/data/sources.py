@@ -438,6 +438,13 @@ def describe(name: str) -> dict:
     info = {"name": s.name, "dimension": s.dimension, "dimensions": list(s.dimensions), "genre": s.genre,
             "family": s.family, "description": s.description, "hub": hub, "eval_fraction": s.eval_fraction}
     info.update(s.availability())
+    if info["road"] == "asset":
+        pkgs = sorted({assets.get(k).package.spec for k in s.embedded.asset_keys})
+        info["origin"] = "asset:" + ",".join(pkgs)
+    elif info["road"] == "local":
+        info["origin"] = f"local:{info['where']}"
+    else:
+        info["origin"] = f"hub:{hub}"
     return info
 
 
