@@ -6,7 +6,7 @@ BIN       := $(VENV)/bin
 # e.g. `make setup TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"`.
 TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 # Optional local copy of the study's corpora (README, "Local data directory"); tests use ../shared/data if present.
-DATA_DIR  ?= $(wildcard ../shared/data)
+DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
 .PHONY: setup assets model test reproduce demo clean-venv
