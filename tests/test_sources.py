@@ -75,21 +75,16 @@ def test_local_data_directory_roads(shared_data_dir):
     assert S.road("gsm8k").endswith("gsm8k/train.jsonl")
 
 
-def test_malformed_local_file_names_file_and_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("content,msg", [
+    ('{"question": "q", "answer": "a"}\n{"question": oops}\n', r"train.jsonl:2: malformed JSON"),
+    ('{"question": "q"}\n', r"train.jsonl: record 1 lacks field\(s\) \['answer'\]"),
+])
+def test_bad_local_file_is_named(tmp_path, monkeypatch, content, msg):
     (tmp_path / "gsm8k").mkdir()
-    (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "q", "answer": "a"}\n{"question": oops}\n')
+    (tmp_path / "gsm8k" / "train.jsonl").write_text(content)
     monkeypatch.setenv("CALIBKIT_DATA_DIR", str(tmp_path))
     S.clear_cache()
-    with pytest.raises(DataError, match=r"train.jsonl:2: malformed JSON"):
-        S.texts("gsm8k")
-
-
-def test_local_file_missing_fields_is_named(tmp_path, monkeypatch):
-    (tmp_path / "gsm8k").mkdir()
-    (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "q"}\n')
-    monkeypatch.setenv("CALIBKIT_DATA_DIR", str(tmp_path))
-    S.clear_cache()
-    with pytest.raises(DataError, match=r"train.jsonl: record 1 lacks field\(s\) \['answer'\]"):
+    with pytest.raises(DataError, match=msg):
         S.texts("gsm8k")
 
 
