@@ -9,7 +9,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
-.PHONY: setup assets model test reproduce demo clean-venv
+.PHONY: setup assets model test reproduce demo bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,20 @@ model: assets
 
 test: model
 	CALIBKIT_TEST_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q tests
+
+# Pruning speed/quality against llm-compressor (bench/prune_bench.py), in its own environment: llm-compressor pins
+# transformers/torch ranges of its own. BENCH_ARGS passes options, e.g. BENCH_ARGS="--repeats 1".
+BENCH_VENV ?= .venv-bench
+LLMC_SPEC  ?= llmcompressor==0.14.0.1
+BENCH_ARGS ?=
+$(BENCH_VENV)/bin/.installed: pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q $(TORCH_SPEC) $(LLMC_SPEC)
+	$(BENCH_VENV)/bin/python -m pip install -q -e .
+	touch $@
+
+bench: model $(BENCH_VENV)/bin/.installed
+	$(BENCH_VENV)/bin/python bench/prune_bench.py --json reports/bench/prune_bench.json $(BENCH_ARGS)
 
 # Until the notebooks exist (issue: experiments end to end) reproduce runs the end-to-end demo.
 reproduce: demo

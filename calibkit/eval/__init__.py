@@ -1,0 +1,1 @@
+"""Evaluation: per-capability retention (``retention``); lm-evaluation-harness suites come with issue 4's rest."""
