@@ -4,7 +4,8 @@ Protocol (issue 3): the embedded SmolLM2-135M-Instruct in fp32; calibration = 32
 Penn Treebank train (seed 0, drawn as SparseGPT's datautils does); evaluation = perplexity on the first 40
 non-overlapping 256-token windows of PTB test. Both tools get the same tokens and prune the seven decoder
 projections only (llm-compressor's targets are given as a regex: with its default ``targets=["Linear"]`` the tied
-lm_head/embedding would be pruned too). Each configuration is timed ``--repeats`` times on a freshly loaded model
+lm_head/embedding would be pruned too); llm-compressor gets them as calibkit's own export
+(``CalibrationSet.to_hf_dataset(tokenized_only=True)``). Each configuration is timed ``--repeats`` times on a freshly loaded model
 (median reported; the model load is not timed); perplexity is measured after the first repeat.
 
 Prints one line per configuration and, last, ``summary: sparsegpt x<ratio> wanda x<ratio> max-ppl-gap <pct>%``
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from calibkit.data.calibration import CalibrationSet
 from calibkit.models import load_model, load_tokenizer
 from calibkit.perplexity import consecutive_windows, perplexity, ptb_text, random_windows
 from calibkit.prune import Sparsity, prune
@@ -34,7 +36,6 @@ def run_calibkit(model, calib, method, sparsity, device):
 
 
 def run_llmcompressor(model, calib, method, sparsity, device):
-    import datasets
     from llmcompressor import oneshot
     from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
 
@@ -43,7 +44,7 @@ def run_llmcompressor(model, calib, method, sparsity, device):
               targets=LLMC_TARGETS)
     recipe = SparseGPTModifier(block_size=128, dampening_frac=0.01, **kw) if method == "sparsegpt" \
         else WandaPruningModifier(**kw)
-    ds = datasets.Dataset.from_dict({"input_ids": calib.tolist(), "attention_mask": torch.ones_like(calib).tolist()})
+    ds = CalibrationSet([{"input_ids": row} for row in calib.tolist()]).to_hf_dataset(tokenized_only=True)
     oneshot(model=model, dataset=ds, recipe=recipe, num_calibration_samples=len(calib),
             max_seq_length=calib.shape[1], shuffle_calibration_samples=False)
 
