@@ -146,6 +146,63 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _print_scores(res: dict) -> None:
+    for task, value in res["scores"].items():
+        lower = " (lower is better)" if task in res["lower_is_better"] else ""
+        print(f"{res['dimensions'][task]:12s} {task:20s} {value:.4f}{lower}")
+    print(f"{res['suite']} suite, items {res['items']}, {res['seconds']:.1f} s")
+
+
+def cmd_eval(args) -> int:
+    from .eval.harness import evaluate
+    from .models import load_model
+
+    model, tok = load_model(args.model, device=args.device or "cpu")
+    res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size) | {"model": args.model}
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        _print_scores(res)
+    return 0
+
+
+def cmd_retention(args) -> int:
+    from transformers import AutoConfig
+
+    from .eval.harness import check_same_architecture, dense_scores, evaluate
+    from .eval.retention import across_seeds, retention
+    from .models import load_model, resolve
+
+    base_cfg = AutoConfig.from_pretrained(resolve(args.base))
+    for d in args.pruned:  # refuse mismatches before any evaluation
+        check_same_architecture(base_cfg, AutoConfig.from_pretrained(d), d)
+    dense = dense_scores(args.base, lambda: load_model(args.base, device=args.device or "cpu"), args.suite,
+                         args.limit)
+    runs = []
+    for d in args.pruned:
+        model, tok = load_model(d, device=args.device or "cpu")
+        res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size)
+        ret = retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"]))
+        runs.append({"pruned": d, "scores": res["scores"], "seconds": res["seconds"]} | ret)
+    out = {"base": args.base, "suite": args.suite, "dense": dense, "runs": runs}
+    if len(runs) > 1:
+        out["across_seeds"] = across_seeds(runs)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"dense {args.base}: " + ", ".join(f"{t} {v:.4f}" for t, v in dense["scores"].items())
+          + (" (cached)" if dense.get("cached") else f" ({dense['seconds']:.1f} s)"))
+    for r in runs:
+        print(f"{r['pruned']}: total {r['total']:.4f}; "
+              + ", ".join(f"{d} {v:.4f}" for d, v in r["dimensions"].items())
+              + "; tasks " + ", ".join(f"{t} {v:.4f}" for t, v in r["tasks"].items()))
+    if len(runs) > 1:
+        s = out["across_seeds"]
+        print(f"across {len(runs)} models: total {s['total']['mean']:.4f} ± {s['total']['std']:.4f}; "
+              + ", ".join(f"{d} {v['mean']:.4f} ± {v['std']:.4f}" for d, v in s["dimensions"].items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calibkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -203,6 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_profile)
+
+    v = sub.add_parser("eval", help="evaluate a model on a suite with lm-evaluation-harness")
+    v.add_argument("--model", default="smollm2-135m", help="embedded name, local directory (pruned) or hub id")
+    v.add_argument("--suite", default="embedded", help="embedded (offline assets)")
+    v.add_argument("--limit", type=int, help="items per task (default: the suite's own sizes)")
+    v.add_argument("--batch-size", type=int, default=16)
+    v.add_argument("--device")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_eval)
+
+    t = sub.add_parser("retention", help="per-task, per-dimension and total retention of pruned models")
+    t.add_argument("--base", default="smollm2-135m", help="the unpruned model (its scores are cached)")
+    t.add_argument("--pruned", nargs="+", required=True, help="pruned checkpoint directories")
+    t.add_argument("--suite", default="embedded")
+    t.add_argument("--limit", type=int)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--device")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_retention)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
     a.add_argument("action", choices=["fetch", "verify", "list"])
