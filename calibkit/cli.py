@@ -203,6 +203,14 @@ def cmd_retention(args) -> int:
     return 0
 
 
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="embedded", help="embedded (offline assets)")
+    p.add_argument("--limit", type=int, help="items per task (default: the suite's own sizes)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="calibkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -263,21 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="evaluate a model on a suite with lm-evaluation-harness")
     v.add_argument("--model", default="smollm2-135m", help="embedded name, local directory (pruned) or hub id")
-    v.add_argument("--suite", default="embedded", help="embedded (offline assets)")
-    v.add_argument("--limit", type=int, help="items per task (default: the suite's own sizes)")
-    v.add_argument("--batch-size", type=int, default=16)
-    v.add_argument("--device")
-    v.add_argument("--json", action="store_true")
+    _eval_options(v)
     v.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("retention", help="per-task, per-dimension and total retention of pruned models")
     t.add_argument("--base", default="smollm2-135m", help="the unpruned model (its scores are cached)")
     t.add_argument("--pruned", nargs="+", required=True, help="pruned checkpoint directories")
-    t.add_argument("--suite", default="embedded")
-    t.add_argument("--limit", type=int)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--device")
-    t.add_argument("--json", action="store_true")
+    _eval_options(t)
     t.set_defaults(func=cmd_retention)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
