@@ -158,7 +158,8 @@ def cmd_eval(args) -> int:
     from .models import load_model
 
     model, tok = load_model(args.model, device=args.device or "cpu")
-    res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size) | {"model": args.model}
+    res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks) | {
+        "model": args.model}
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -177,11 +178,11 @@ def cmd_retention(args) -> int:
     for d in args.pruned:  # refuse mismatches before any evaluation
         check_same_architecture(base_cfg, AutoConfig.from_pretrained(d), d)
     dense = dense_scores(args.base, lambda: load_model(args.base, device=args.device or "cpu"), args.suite,
-                         args.limit)
+                         args.limit, tasks=args.tasks)
     runs = []
     for d in args.pruned:
         model, tok = load_model(d, device=args.device or "cpu")
-        res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size)
+        res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks)
         ret = retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"]))
         runs.append({"pruned": d, "scores": res["scores"], "seconds": res["seconds"]} | ret)
     out = {"base": args.base, "suite": args.suite, "dense": dense, "runs": runs}
@@ -204,8 +205,11 @@ def cmd_retention(args) -> int:
 
 
 def _eval_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", default="embedded", help="embedded (offline assets)")
+    p.add_argument("--suite", default="embedded",
+                   help="embedded (offline assets) or paper (the study's 8 benchmarks; CALIBKIT_DATA_DIR or hub)")
     p.add_argument("--limit", type=int, help="items per task (default: the suite's own sizes)")
+    p.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
+                   help="comma-separated subset of the suite's tasks (default: all)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")

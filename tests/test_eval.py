@@ -45,3 +45,76 @@ def test_retention_cli_on_tiny_checkpoints(tmp_path, capsys):
     save_pruned(other, tok, tmp_path / "other")
     assert main(["retention", "--base", str(tmp_path / "base"), "--pruned", str(tmp_path / "other")]) == 2
     assert "not a pruned copy" in capsys.readouterr().err
+
+
+# --- the paper suite --------------------------------------------------------------------------------
+
+PAPER_SIZES = {"ck_lambada_openai": 5153, "ck_triviaqa": 3000, "ck_piqa": 1838, "ck_arc_easy": 2376,
+               "ck_humaneval": 161, "ck_mbpp": 500, "ck_gsm8k": 1319, "ck_minerva_math": 5000}
+
+
+def _paper_datasets():
+    from calibkit.eval.tasks.paper import utils
+
+    return {"ck_lambada_openai": utils.lambada_openai, "ck_triviaqa": utils.triviaqa, "ck_piqa": utils.piqa,
+            "ck_arc_easy": utils.arc_easy, "ck_humaneval": utils.humaneval, "ck_mbpp": utils.mbpp,
+            "ck_gsm8k": utils.gsm8k, "ck_minerva_math": utils.minerva_math}
+
+
+def test_paper_suite_reads_the_local_data_directory(shared_data_dir):
+    assert {t.dimension for t in SUITES["paper"]} == {"General", "Commonsense", "Code", "Math"}
+    assert set(task_manager("paper").all_tasks) >= set(PAPER_SIZES)
+    data = {name: load() for name, load in _paper_datasets().items()}
+    assert {name: len(d["test"]) for name, d in data.items()} == PAPER_SIZES
+    math_docs = data["ck_minerva_math"]["test"]
+    assert len({d["subject"] for d in math_docs.select(range(7))}) == 7  # any prefix covers all subjects
+    assert math_docs[0]["answer"] and "boxed" not in math_docs[0]["answer"]
+    assert len(data["ck_mbpp"]["prompt"]) == 3 and len(data["ck_humaneval"]["prompt"]) == 3
+    assert all(0 <= d["gold"] < len(d["texts"]) for d in data["ck_arc_easy"]["test"])
+
+
+def test_reference_solutions_pass_in_the_sandbox_and_wrong_ones_fail(shared_data_dir):
+    from calibkit.eval.tasks.paper import utils
+
+    he = utils.humaneval()["test"].select(range(8))
+    assert [utils.humaneval_pass(d, [d["canonical_solution"]])["pass@1"] for d in he] == [1.0] * 8
+    assert sum(utils.humaneval_pass(d, ["    return None\n"])["pass@1"] for d in he) <= 1
+    mb = utils.mbpp()["test"].select(range(8))
+    assert [utils.mbpp_pass(d, [d["code"]])["pass@1"] for d in mb] == [1.0] * 8
+    assert sum(utils.mbpp_pass(d, ["def f():\n    pass"])["pass@1"] for d in mb) == 0
+
+
+def test_paper_suite_bad_local_files_are_named(tmp_path, monkeypatch):
+    from calibkit.data.readers import DataError
+    from calibkit.eval.tasks.paper import utils
+
+    monkeypatch.setenv("CALIBKIT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # no hub: fails at once
+    with pytest.raises(DataError, match=r"piqa/valid.jsonl.*not found.*baber/piqa"):
+        utils.piqa()
+    (tmp_path / "piqa").mkdir()
+    (tmp_path / "piqa" / "valid.jsonl").write_text('{"goal": "g", "sol1": "a", "sol2": "b"}\n{"goal": \n')
+    with pytest.raises(DataError, match=r"valid.jsonl:2"):
+        utils.piqa()
+    (tmp_path / "piqa" / "valid.jsonl").write_text('{"goal": "g", "sol1": "a", "sol2": "b"}\n')
+    with pytest.raises(DataError, match=r"valid-labels.lst not found"):
+        utils.piqa()
+    (tmp_path / "piqa" / "valid-labels.lst").write_text("0\n1\n")
+    with pytest.raises(DataError, match=r"expected 1 labels"):
+        utils.piqa()
+    (tmp_path / "arc_easy").mkdir()
+    (tmp_path / "arc_easy" / "ARC-Easy-Test.jsonl").write_text('{"question": {"stem": "q"}, "answerKey": "A"}\n')
+    with pytest.raises(DataError, match=r"ARC-Easy-Test.jsonl:1: not an ARC record"):
+        utils.arc_easy()
+    with pytest.raises(EvalError, match="unknown task"):
+        item_counts("paper", tasks=["ck_piqa", "ck_nope"])
+
+
+def test_paper_suite_end_to_end_on_a_tiny_model(shared_data_dir):
+    model, tok = load_model("tiny-llama")
+    res = evaluate(model, tok, "paper", limit=1, batch_size=4)
+    assert set(res["scores"]) == set(PAPER_SIZES)
+    assert all(0.0 <= v <= 1.0 for v in res["scores"].values())
+    assert res["lower_is_better"] == []

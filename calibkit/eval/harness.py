@@ -35,6 +35,18 @@ SUITES: dict[str, tuple[SuiteTask, ...]] = {
         SuiteTask("ck_humaneval_bpb", "Code", "bits_per_byte", True, 10),
         SuiteTask("ck_gsm8k_bpb", "Math", "bits_per_byte", True, 12),
     ),
+    # The study's eight benchmarks (greedy, max length 2048, up to 1000 items each), from CALIBKIT_DATA_DIR or
+    # the hub. A metric "name,filter" picks one of lm-eval's filtered variants.
+    "paper": (
+        SuiteTask("ck_lambada_openai", "General", "acc", False, 1000),
+        SuiteTask("ck_triviaqa", "General", "exact_match", False, 1000),
+        SuiteTask("ck_piqa", "Commonsense", "acc", False, 1000),
+        SuiteTask("ck_arc_easy", "Commonsense", "acc", False, 1000),
+        SuiteTask("ck_humaneval", "Code", "pass@1", False, 1000),
+        SuiteTask("ck_mbpp", "Code", "pass@1", False, 1000),
+        SuiteTask("ck_gsm8k", "Math", "exact_match,flexible-extract", False, 1000),
+        SuiteTask("ck_minerva_math", "Math", "exact_match", False, 1000),
+    ),
 }
 
 
@@ -42,10 +54,17 @@ class EvalError(RuntimeError):
     pass
 
 
-def suite(name: str) -> tuple[SuiteTask, ...]:
+def suite(name: str, tasks: list[str] | None = None) -> tuple[SuiteTask, ...]:
+    """The suite's tasks, or the named subset of them (in the suite's order)."""
     if name not in SUITES:
         raise EvalError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
-    return SUITES[name]
+    if not tasks:
+        return SUITES[name]
+    known = {t.name for t in SUITES[name]}
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise EvalError(f"unknown task(s) {', '.join(unknown)} in suite {name!r}; known: {', '.join(sorted(known))}")
+    return tuple(t for t in SUITES[name] if t.name in tasks)
 
 
 def task_manager(suite_name: str):
@@ -59,32 +78,35 @@ def task_manager(suite_name: str):
     return TaskManager(include_path=str(folder), include_defaults=False)
 
 
-def item_counts(suite_name: str, limit: int | None = None) -> dict[str, int]:
+def item_counts(suite_name: str, limit: int | None = None, tasks: list[str] | None = None) -> dict[str, int]:
     if limit is not None and limit <= 0:
         raise EvalError(f"--limit must be positive, got {limit}")
-    return {t.name: t.items if limit is None else limit for t in suite(suite_name)}
+    return {t.name: t.items if limit is None else limit for t in suite(suite_name, tasks)}
 
 
 def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None = None, batch_size: int = 16,
-             max_length: int = 2048) -> dict:
+             max_length: int = 2048, tasks: list[str] | None = None) -> dict:
     """Scores of ``model`` on every task of the suite: {"scores": {task: value}, "seconds": s, ...}."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    tasks = suite(suite_name)
-    counts = item_counts(suite_name, limit)
+    counts = item_counts(suite_name, limit, tasks)
+    tasks = suite(suite_name, tasks)
     tm = task_manager(suite_name)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
     t0 = time.perf_counter()
-    # default sizes per task (each below the task's size), or lm-eval's own --limit (clipped to each task)
-    how = {"limit": limit} if limit is not None else {"samples": {t.name: list(range(t.items)) for t in tasks}}
+    # lm-eval's --limit (first N items, clipped to each task), or the default sizes per task when they differ
+    sizes = set(counts.values())
+    how = ({"limit": sizes.pop()} if len(sizes) == 1 else
+           {"samples": {t.name: list(range(t.items)) for t in tasks}})
     res = lm_eval.simple_evaluate(model=lm, tasks=[t.name for t in tasks], task_manager=tm, log_samples=False,
-                                  bootstrap_iters=0, verbosity="ERROR", **how)
+                                  bootstrap_iters=0, verbosity="ERROR", confirm_run_unsafe_code=True, **how)
     seconds = time.perf_counter() - t0
     scores = {}
     for t in tasks:
         row = res["results"].get(t.name, {})
-        key = next((k for k in row if k.split(",")[0] == t.metric), None)
+        key = next((k for k in row if k == t.metric or ("," not in t.metric and k.split(",")[0] == t.metric)),
+                   None)
         if key is None:
             raise EvalError(f"lm-eval returned no {t.metric} for {t.name}: {sorted(row)}")
         scores[t.name] = float(row[key])
@@ -94,14 +116,14 @@ def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None =
 
 
 def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int | None = None,
-                 refresh: bool = False) -> dict:
+                 refresh: bool = False, tasks: list[str] | None = None) -> dict:
     """Cached evaluation of an unpruned model; ``load()`` returns (model, tokenizer) when the cache misses."""
-    key = hashlib.sha256(json.dumps([model_name, suite_name, item_counts(suite_name, limit)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([model_name, suite_name, item_counts(suite_name, limit, tasks)]).encode()).hexdigest()[:16]
     path = cache_dir() / "eval" / f"dense-{key}.json"
     if path.is_file() and not refresh:
         return json.loads(path.read_text()) | {"cached": str(path)}
     model, tok = load()
-    res = evaluate(model, tok, suite_name, limit) | {"model": model_name}
+    res = evaluate(model, tok, suite_name, limit, tasks=tasks) | {"model": model_name}
     atomic_write_bytes(path, (json.dumps(res, indent=2) + "\n").encode())
     return res | {"cached": None}
 
