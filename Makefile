@@ -25,8 +25,10 @@ assets: setup
 model: assets
 	$(BIN)/python -c "from calibkit.models import embedded_checkpoint; print(embedded_checkpoint())"
 
+# pytest + nbval: every notebook executed with its default parameters (the `smoke` profile).
 test: model
 	CALIBKIT_TEST_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks
 
 # Pruning speed/quality against llm-compressor (bench/prune_bench.py), in its own environment: llm-compressor pins
 # transformers/torch ranges of its own. BENCH_ARGS passes options, e.g. BENCH_ARGS="--repeats 1".
@@ -42,8 +44,20 @@ $(BENCH_VENV)/bin/.installed: pyproject.toml
 bench: model $(BENCH_VENV)/bin/.installed
 	$(BENCH_VENV)/bin/python bench/prune_bench.py --json reports/bench/prune_bench.json $(BENCH_ARGS)
 
-# Until the notebooks exist (issue: experiments end to end) reproduce runs the end-to-end demo.
-reproduce: demo
+# The study's figures and tables: notebooks 01-04 run with papermill into reports/ (PROFILE=embedded) or
+# reports/<PROFILE>/ (e.g. PROFILE=paper on a GPU machine with the hub). Finished sweep runs are reused from
+# results/<PROFILE>/; delete that folder to recompute everything.
+PROFILE   ?= embedded
+NOTEBOOKS := 01_profiles 02_prune 03_eval 04_correlations
+REPORTS   := $(if $(filter embedded,$(PROFILE)),reports,reports/$(PROFILE))
+reproduce: model
+	mkdir -p $(REPORTS)/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb ($(PROFILE))"; \
+	  $(BIN)/papermill -p profile $(PROFILE) --cwd notebooks notebooks/$$nb.ipynb $(REPORTS)/notebooks/$$nb.ipynb \
+	    || exit 1; \
+	done
+	@echo "reports index: $(REPORTS)/README.md"
 
 demo: model
 	mkdir -p reports/demo

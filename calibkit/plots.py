@@ -1,0 +1,129 @@
+"""Seaborn figures of the study, drawn from ``calibkit.analysis`` tables. Each function returns the Figure;
+``save`` writes it as PNG. No computation beyond reshaping for plotting."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "inline")) else None
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from . import analysis as A  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save(fig, path: str | Path, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _long(table: pd.DataFrame, cols=A.COLUMNS) -> pd.DataFrame:
+    t = table.reset_index()
+    ids = [c for c in t.columns if c not in cols and not c.endswith("_std") and c != "seeds"]
+    out = t.melt(id_vars=ids, value_vars=[c for c in cols if c in t.columns], var_name="dimension",
+                 value_name="retention (%)")
+    out["dimension"] = out["dimension"].str.removeprefix("S_")
+    return out
+
+
+def decomposed_vs_aggregated(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt"):
+    """Figure 1/8: per-dimension retention of every main-grid calibration set (left) beside S_total (right)."""
+    t = A.retention_table(df, sparsity, (method,), sets="main").loc[method]
+    long = _long(t)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
+    per_dim = long[long["dimension"] != "total"]
+    sns.barplot(per_dim, x="dimension", y="retention (%)", hue="label", ax=ax1)
+    ax1.set_title(f"(a) per dimension — {method} {sparsity}")
+    ax1.legend(fontsize=8, ncol=2, loc="lower left", framealpha=0.9)
+    sns.barplot(long[long["dimension"] == "total"], x="label", y="retention (%)", ax=ax2, color="0.5")
+    ax2.set_title("(b) aggregated S_total")
+    ax2.tick_params(axis="x", rotation=60)
+    lo = max(0.0, long["retention (%)"].min() - 5)
+    ax2.set_ylim(lo, None)
+    fig.tight_layout()
+    return fig
+
+
+def spearman_heatmap(df: pd.DataFrame, method: str, sparsity: str):
+    """Figure 2: ρ between profile metrics (rows) and retention (columns); * marks p < 0.05."""
+    t = A.spearman_table(df, method, sparsity)
+    rho = t.pivot(index="metric", columns="retention", values="rho").reindex(index=list(A.PROFILE_METRICS))
+    p = t.pivot(index="metric", columns="retention", values="p").reindex(index=rho.index)
+    cols = [c for c in A.DIMS + ["total"] if c in rho.columns]
+    rho, p = rho[cols], p[cols]
+    annot = rho.map(lambda v: "" if pd.isna(v) else f"{v:+.2f}") + p.map(lambda v: "*" if v < 0.05 else "")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.heatmap(rho, vmin=-1, vmax=1, cmap="RdBu_r", annot=annot, fmt="", ax=ax, cbar_kws={"label": "Spearman ρ"})
+    ax.set_title(f"Spearman ρ, {method} {sparsity} (n = {int(t['n'].max())} sets; * p < 0.05)")
+    return fig
+
+
+def spread_by_method(df: pd.DataFrame, sparsity: str):
+    """Figure 3: S_total of each main-grid calibration set under SparseGPT and Wanda, with their spreads."""
+    d = A.main_sets(df[(df["sparsity"] == str(sparsity)) & df["method"].isin(["sparsegpt", "wanda"])])
+    d = d.assign(**{"S_total (%)": 100 * d["S_total"]})
+    sp = A.spreads(df, sparsity)["S_total"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, m in zip(axes, ["sparsegpt", "wanda"]):
+        sub = d[d["method"] == m]
+        order = [lab for lab in A.label_order(df) if lab in set(sub["label"])]
+        sns.barplot(sub, x="label", y="S_total (%)", order=order, ax=ax, color="tab:blue" if m == "wanda" else "tab:red")
+        ax.set_title(f"{m} {sparsity}: spread {sp.get(m, float('nan')):.1f} pts")
+        ax.tick_params(axis="x", rotation=60)
+    lo = max(0.0, d["S_total (%)"].min() - 5)
+    axes[0].set_ylim(lo, None)
+    fig.tight_layout()
+    return fig
+
+
+def dimensions_by_sparsity(df: pd.DataFrame, method: str, label: str):
+    """Figure 4: per-dimension retention across unstructured sparsities (left) and N:M patterns (right)."""
+    t = A.dimension_by_sparsity(df, method, label)
+    long = _long(t.rename_axis("sparsity"))
+    unstructured = long[~long["sparsity"].str.contains(":")]
+    nm = long[long["sparsity"].str.contains(":")]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    sns.lineplot(unstructured, x="sparsity", y="retention (%)", hue="dimension", marker="o", ax=ax1)
+    ax1.set_title(f"{method}, {label}: unstructured")
+    if len(nm):
+        sns.barplot(nm, x="sparsity", y="retention (%)", hue="dimension", ax=ax2)
+    ax2.set_title("N:M")
+    fig.tight_layout()
+    return fig
+
+
+def pca_scatter(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt"):
+    """Figure 5: calibration sets in the PCA plane of their standardised profiles, coloured by S_total."""
+    coords, var, _ = A.pca_profiles(df)
+    tot = A.main_sets(df[(df["method"] == method) & (df["sparsity"] == str(sparsity))]).groupby("label")["S_total"]
+    coords = coords.assign(S_total=100 * tot.mean().reindex(coords.index))
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    sns.scatterplot(coords, x="PC1", y="PC2" if "PC2" in coords else "PC1", hue="S_total", palette="viridis",
+                    s=120, ax=ax)
+    for lab, r in coords.iterrows():
+        ax.annotate(lab, (r["PC1"], r.get("PC2", r["PC1"])), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(f"PC1 ({100 * var.iloc[0]:.0f} %)")
+    if len(var) > 1:
+        ax.set_ylabel(f"PC2 ({100 * var.iloc[1]:.0f} %)")
+    ax.set_title(f"profiles in PCA space; colour = S_total ({method} {sparsity})")
+    return fig
+
+
+def total_by_sparsity(df: pd.DataFrame, labels: list[str] | None = None):
+    """Figure 7: S_total as a function of unstructured sparsity per calibration set, SparseGPT and Wanda."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, m in zip(axes, ["sparsegpt", "wanda"]):
+        t = A.sparsity_table(df, m, labels)
+        t = t[[c for c in t.columns if ":" not in str(c)]]
+        t = t.dropna(thresh=2)  # sets measured at two sparsities or more
+        long = t.reset_index().melt(id_vars="label", var_name="sparsity", value_name="S_total (%)").dropna()
+        sns.lineplot(long, x="sparsity", y="S_total (%)", hue="label", marker="o", ax=ax)
+        ax.set_title(m)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,113 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+from calibkit import analysis as A
+from calibkit import sweep
+
+TINY = {"name": "t", "model": "tiny-llama", "suite": "embedded", "limit": 1, "n": 2, "seqlen": 16, "seeds": [0],
+        "experiments": {"main": {"calibration": ["ptb", "codeio"], "methods": ["magnitude", "wanda", "sparsegpt"],
+                                 "sparsities": ["0.3", "0.5", "2:4"]}}}
+
+
+def _write(tmp_path, prof=TINY):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    return path
+
+
+def test_expand_dedupes_and_validates(tmp_path):
+    configs = sweep.expand(sweep.load_profile(str(_write(tmp_path))))
+    assert len(configs) == 3 + 2 * 2 * 3  # magnitude once per sparsity (no calibration), others per set
+    assert len({c.key for c in configs}) == len(configs)
+    assert all(c.calibration == "none" for c in configs if c.method == "magnitude")
+    bad = TINY | {"experiments": {"x": {"calibration": ["nope"], "methods": ["wanda"], "sparsities": ["0.5"]}}}
+    with pytest.raises((KeyError, ValueError), match="nope"):
+        sweep.expand(bad)
+    with pytest.raises(sweep.SweepError, match="unknown method"):
+        sweep.expand(TINY | {"experiments": {"x": {"calibration": ["ptb"], "methods": ["obs"], "sparsities": [0.5]}}})
+    with pytest.raises(sweep.SweepError, match="no sweep profile"):
+        sweep.load_profile("no-such-profile")
+    for name in ("smoke", "embedded", "paper"):
+        assert sweep.expand(sweep.load_profile(name))
+
+
+def test_killed_sweep_resumes_with_one_record_per_config(tmp_path):
+    cfg, store = _write(tmp_path), tmp_path / "store"
+    configs = sweep.expand(sweep.load_profile(str(cfg)))
+    cmd = [sys.executable, "-m", "calibkit", "sweep", str(cfg), "--store", str(store)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((store / "runs").glob("*.json"))) < 2:
+        time.sleep(0.2)
+    time.sleep(1.0)  # well inside a run: the model is being pruned or evaluated
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(list((store / "runs").glob("*.json")))
+    assert 2 <= partial < len(configs), "the sweep must be killed mid-way for this test to mean anything"
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    files = sorted((store / "runs").glob("*.json"))
+    records = [json.loads(p.read_text()) for p in files]
+    assert sorted(r["key"] for r in records) == sorted(c.key for c in configs)  # each config once, none extra
+    assert all(p.stem == r["key"] and "total" in r["retention"] for p, r in zip(files, records))
+    assert not list(store.rglob(".*.tmp-*"))
+
+
+def test_ray_executor_matches_local(tmp_path):
+    pytest.importorskip("ray")
+    prof = TINY | {"experiments": {"m": {"calibration": ["ptb"], "methods": ["wanda", "sparsegpt"],
+                                         "sparsities": ["0.5"]}}}
+    configs = sweep.expand(prof)
+    sweep.run_sweep(configs, tmp_path / "local", "local", progress=False)
+    sweep.run_sweep(configs, tmp_path / "ray", "ray", cpus_per_run=1, progress=False)
+    cols = ["key", "S_total", "achieved_sparsity", "mean_recon_error"]
+    a = sweep.results_table(tmp_path / "local")[cols].sort_values("key").reset_index(drop=True)
+    b = sweep.results_table(tmp_path / "ray")[cols].sort_values("key").reset_index(drop=True)
+    assert len(a) == 2
+    pd.testing.assert_frame_equal(a, b)
+
+
+def _table(rows):
+    out = []
+    for label, kind, pool, method, total, dims, distortion in rows:
+        r = {"label": label, "kind": kind, "pool": pool, "method": method, "sparsity": "0.6", "seed": 0,
+             "S_total": total, "distortion": distortion, "volume": 100, "scope": 0.25, "variety": 0.1,
+             "granularity": 1.0, "aggregation": 0.1, "mismatch": -1.0}
+        r |= {f"S_{d}": v for d, v in zip(A.DIMS, dims)}
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def test_findings_on_a_hand_built_table():
+    # SparseGPT: singles spread widely per dimension; mix_balanced has the best total. Wanda: narrow.
+    rows = [
+        ("a", "source", "General", "sparsegpt", 0.50, (0.9, 0.5, 0.2, 0.4), 10.0),
+        ("b", "source", "Code", "sparsegpt", 0.52, (0.5, 0.5, 0.7, 0.38), 20.0),
+        ("c", "source", "Math", "sparsegpt", 0.48, (0.4, 0.5, 0.3, 0.72), 30.0),
+        ("mix_balanced", "mix", None, "sparsegpt", 0.60, (0.6, 0.6, 0.6, 0.6), 15.0),
+        ("a", "source", "General", "wanda", 0.50, (0.52, 0.5, 0.49, 0.49), 10.0),
+        ("b", "source", "Code", "wanda", 0.505, (0.5, 0.5, 0.52, 0.49), 20.0),
+        ("c", "source", "Math", "wanda", 0.51, (0.5, 0.5, 0.5, 0.54), 30.0),
+        ("mix_balanced", "mix", None, "wanda", 0.50, (0.5, 0.5, 0.5, 0.5), 15.0),
+    ]
+    df = _table(rows)
+    sp = A.spreads(df, "0.6")
+    assert sp.loc["sparsegpt", "S_total"] == pytest.approx(12.0)
+    assert sp.loc["sparsegpt", "S_General"] == pytest.approx(50.0)
+    f = A.findings(df, "0.6")
+    assert f["F1"]["holds"] is True
+    assert f["F3"]["holds"] is True and f["F3"]["numbers"]["best_single"] == "b"
+    assert f["F4"]["holds"] is True
+    # Distortion ranks a<mix<b<c; General falls with it, Math rises: opposite signs; Code is not monotone
+    rho = f["F2"]["numbers"]["sparsegpt"]
+    assert rho["General"][0] == pytest.approx(-1.0) and rho["Math"][0] == pytest.approx(0.4)
+    t = A.spearman_table(df, "sparsegpt", "0.6")
+    assert t[(t.metric == "volume")]["rho"].isna().all()  # constant metric: no ranking
+    df.loc[(df.label == "mix_balanced") & (df.method == "sparsegpt"), "S_total"] = 0.40
+    assert A.findings(df, "0.6")["F3"]["holds"] is False
