@@ -1,0 +1,109 @@
+"""Batched sampling from the base model, shared by Self-Cal, SGS and IGSP.
+
+Prompts are left-padded into batches (sorted by length, so padding is small) and continued with Hugging Face
+``generate`` (KV cache, top-k / top-p / repetition penalty) plus an optional linear temperature schedule over the
+generated positions. Every sequence is generated to exactly ``new_tokens`` tokens (end-of-sequence is suppressed),
+so a set is a fixed token budget. Each batch draws from its own generator seeded by (seed, batch index): the same
+prompts and seed give the same tokens. Finished pools are cached by (model, prompts, parameters, seed).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..settings import atomic_write_bytes, cache_dir
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    schedule: tuple[float, float, int] | None = None  # (t_init, t_final, n): linear temperature over positions
+
+    def __post_init__(self):
+        if self.temperature <= 0 or (self.schedule and min(self.schedule[:2]) <= 0):
+            raise ValueError(f"temperatures must be positive: {self}")
+        if not 0 < self.top_p <= 1 or self.top_k < 0 or self.repetition_penalty <= 0:
+            raise ValueError(f"invalid sampling parameters: {self}")
+
+
+def scheduled_temperature(i: int, t_init: float, t_final: float, n: int) -> float:
+    """Temperature of the i-th generated token (i = 0, 1, ...): t_init + (i/n)(t_final − t_init) for i <= n, then
+    t_final (Self-Cal's linear schedule)."""
+    if n <= 0 or i >= n:
+        return float(t_final)
+    return float(t_init + (i / n) * (t_final - t_init))
+
+
+class _LinearTemperature:
+    """A logits processor dividing the scores of generated position i by ``scheduled_temperature(i, ...)``."""
+
+    def __init__(self, prompt_len: int, t_init: float, t_final: float, n: int):
+        self.prompt_len, self.t_init, self.t_final, self.n = prompt_len, t_init, t_final, n
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        t = scheduled_temperature(input_ids.shape[1] - self.prompt_len, self.t_init, self.t_final, self.n)
+        return scores / t
+
+
+def generate(model, tokenizer, prompts: list[list[int]], new_tokens: int, sampling: Sampling = Sampling(),
+             seed: int = 0, batch_size: int = 16, progress: bool = True, desc: str = "generating") -> list[list[int]]:
+    """Continue each prompt (token ids) by exactly ``new_tokens`` sampled tokens; returns the continuations in the
+    prompts' order."""
+    from transformers import LogitsProcessorList
+
+    if new_tokens <= 0:
+        raise ValueError(f"new_tokens must be positive, got {new_tokens}")
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (use the BOS token for unconditional generation)")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    out: list[list[int] | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts) * new_tokens, desc=desc, unit="tok", unit_scale=True, disable=not progress)
+    for b, start in enumerate(range(0, len(order), batch_size)):
+        idx = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            mask[r, width - len(prompts[i]):] = 1
+        kw = dict(do_sample=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=pad,
+                  top_k=sampling.top_k or None, top_p=sampling.top_p, repetition_penalty=sampling.repetition_penalty,
+                  temperature=1.0 if sampling.schedule else sampling.temperature, use_cache=True)
+        processors = LogitsProcessorList([_LinearTemperature(width, *sampling.schedule)] if sampling.schedule else [])
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            torch.manual_seed(int.from_bytes(hashlib.sha256(f"{seed}:{b}".encode()).digest()[:4], "big"))
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 logits_processor=processors, **kw)
+        for r, i in enumerate(idx):
+            out[i] = gen[r, width:].tolist()
+        bar.update(len(idx) * new_tokens)
+    bar.close()
+    return out
+
+
+def cached_pool(key: dict, make) -> dict:
+    """``make()`` once per ``key`` (a JSON-able description: model, method, parameters, seed); kept as JSON in
+    ``$CALIBKIT_CACHE/selfgen/``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_dir() / "selfgen" / f"{key.get('method', 'pool')}-{digest}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.perf_counter()
+    pool = make()
+    pool = pool | {"key": key, "seconds": time.perf_counter() - t0}
+    atomic_write_bytes(path, json.dumps(pool).encode())
+    return pool
+
+
+def sampling_dict(s: Sampling) -> dict:
+    return asdict(s)
