@@ -48,7 +48,7 @@ bench: model $(BENCH_VENV)/bin/.installed
 # reports/<PROFILE>/ (e.g. PROFILE=paper on a GPU machine with the hub). Finished sweep runs are reused from
 # results/<PROFILE>/; delete that folder to recompute everything.
 PROFILE   ?= embedded
-NOTEBOOKS := 01_profiles 02_prune 03_eval 04_correlations
+NOTEBOOKS := 01_profiles 02_prune 03_eval 04_correlations 05_igsp
 REPORTS   := $(if $(filter embedded,$(PROFILE)),reports,reports/$(PROFILE))
 reproduce: model
 	mkdir -p $(REPORTS)/notebooks

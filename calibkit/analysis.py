@@ -148,6 +148,43 @@ def ratio_mixes(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> p
     return mix_table(d, sparsity, "mix_", method)
 
 
+# --- self-generated calibration (notebook 05) ------------------------------------------------------------
+
+SELFGEN_ORDER = ["selfgen:selfcal", "selfgen:sgs", "selfgen:igsp-no-multi", "selfgen:igsp-no-band",
+                 "selfgen:igsp-no-diversity", "selfgen:igsp"]
+
+
+def selfgen_table(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """S_total (%) of the self-generation strategies beside ``reference`` and mix_balanced, by pruner and
+    sparsity — the self-generation block of Tables 2 and 15."""
+    labels = [lab for lab in SELFGEN_ORDER + [reference, BALANCED] if lab in set(df["label"])]
+    d = df[df["label"].isin(labels) & df["method"].isin(["wanda", "sparsegpt"])]
+    t = d.groupby(["label", "method", "sparsity"])["S_total"].mean().unstack(["method", "sparsity"]) * 100
+    return t.loc[labels].sort_index(axis=1)
+
+
+def igsp_gap(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> pd.DataFrame:
+    """S_d (%) of IGSP and mix_balanced and their difference — Table 12."""
+    d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity))]
+    t = d[d["label"].isin(["selfgen:igsp", BALANCED])].groupby("label")[COLUMNS].mean() * 100
+    if len(t) == 2:
+        t.loc["gap (igsp - mix_balanced)"] = t.loc["selfgen:igsp"] - t.loc[BALANCED]
+    return t
+
+
+def finding_f5(df: pd.DataFrame, sparsity: str) -> dict:
+    d = df[(df["method"] == "sparsegpt") & (df["sparsity"] == str(sparsity))]
+    tot = d.groupby("label")["S_total"].mean() * 100
+    need = ["selfgen:igsp", "selfgen:selfcal", "selfgen:sgs"]
+    if not all(k in tot.index for k in need):
+        return {"claim": "IGSP beats Self-Cal and SGS (SparseGPT)", "holds": None, "numbers": {},
+                "text": "not measured: needs IGSP, Self-Cal and SGS runs under SparseGPT at this sparsity"}
+    i, c, g = (tot[k] for k in need)
+    return {"claim": "IGSP beats Self-Cal and SGS on S_total at the highest sparsity (SparseGPT)",
+            "holds": bool(i > c and i > g), "numbers": {"igsp": i, "selfcal": c, "sgs": g},
+            "text": f"IGSP {i:.1f} vs Self-Cal {c:.1f} ({i - c:+.1f}) and SGS {g:.1f} ({i - g:+.1f})"}
+
+
 # --- findings --------------------------------------------------------------------------------------
 
 FAR = 2.0  # F1: "far exceed" read as at least twice the aggregated spread
@@ -226,6 +263,8 @@ def write_table(table: pd.DataFrame, name: str, outdir: str | Path, digits: int 
     """``<outdir>/<name>.csv`` and ``<name>.md`` (rounded for reading; the CSV keeps full precision)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(table.columns, pd.MultiIndex):
+        table = table.set_axis([" ".join(map(str, c)) for c in table.columns], axis=1)
     table.to_csv(outdir / f"{name}.csv")
     (outdir / f"{name}.md").write_text(table.round(digits).to_markdown() + "\n")
     return outdir / f"{name}.md"

@@ -127,3 +127,25 @@ def total_by_sparsity(df: pd.DataFrame, labels: list[str] | None = None):
         ax.set_title(m)
     fig.tight_layout()
     return fig
+
+
+def selfgen_components(df: pd.DataFrame, sparsity: str, reference: str, method: str = "sparsegpt"):
+    """Figure 9: S_total of the self-generation strategies (ablations to full IGSP), with mix_balanced (real data,
+    the ceiling) and the reference single source as lines."""
+    d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity))]
+    tot = d.groupby("label")["S_total"].mean() * 100
+    order = [lab for lab in A.SELFGEN_ORDER if lab in tot.index]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.barplot(x=[o.removeprefix("selfgen:") for o in order], y=[tot[o] for o in order], ax=ax, color="tab:purple")
+    for lab, style in ((A.BALANCED, "--"), (reference, ":")):
+        if lab in tot.index:
+            ax.axhline(tot[lab], ls=style, color="k", label=f"{lab} {tot[lab]:.1f}")
+    ax.set_ylabel("S_total (%)")
+    ax.set_title(f"self-generated calibration, {method} {sparsity}")
+    if order:
+        lo = min(tot[order].min(), tot.get(reference, tot[order].min())) - 5
+        ax.set_ylim(max(0, lo), None)
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig

@@ -110,6 +110,12 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
                 calib, seed = NO_CALIBRATION, 0
             elif calib == NO_CALIBRATION:
                 raise SweepError(f"experiment {group!r}: {method} needs calibration data")
+            elif calib.startswith("selfgen:"):
+                from .selfgen import METHODS as SELFGEN
+
+                if calib.removeprefix("selfgen:") not in SELFGEN:
+                    raise SweepError(f"experiment {group!r}: unknown self-generation method {calib!r}; "
+                                     f"known: {', '.join('selfgen:' + m for m in SELFGEN)}")
             elif calib not in source_names():
                 parse_mix(calib)  # unknown names fail here with the list of known ones
             tasks = tuple(p["tasks"]) if p.get("tasks") else None
@@ -188,6 +194,8 @@ def _calibration_info(cfg: RunConfig, cs) -> dict:
     if cfg.calibration in S.names():
         return {"label": cfg.calibration, "kind": "source", "pool": S.get(cfg.calibration).dimension,
                 "counts": cs.counts()}
+    if cfg.calibration.startswith("selfgen:"):
+        return {"label": cfg.calibration, "kind": "selfgen", "pool": None, "counts": cs.counts()}
     return {"label": cs.meta["spec"], "kind": "mix", "pool": None, "counts": cs.counts()}
 
 
@@ -250,6 +258,8 @@ def _with_label(prof: dict) -> dict:
     if "label" in prof:
         return prof
     c = prof["calibration"]
+    if c.startswith("selfgen:"):
+        return prof | {"label": c, "kind": "selfgen", "pool": None}
     if c in S.names():
         return prof | {"label": c, "kind": "source", "pool": S.get(c).dimension}
     return prof | {"label": parse_mix(c).label, "kind": "mix", "pool": None}

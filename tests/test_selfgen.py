@@ -59,3 +59,55 @@ def test_vocabulary_entropy_and_sgs_sampling():
     assert 8 not in picked and 9 not in picked
     assert picked == [1, 3, 5, 6]  # bins {0..3}, {4..7}: two highest-entropy from each
     assert sorted(ppl_binned_entropy_sample(ppl, ent, 8, drop_top=0.2, bins=4)) == list(range(8))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from calibkit.models import load_model
+
+    return load_model("tiny-llama")
+
+
+def test_generator_is_seeded_and_exact_length(tiny):
+    from calibkit.selfgen.generate import generate
+
+    model, tok = tiny
+    prompts = [[1], [1, 5, 9], [1, 7]]
+    s = Sampling(schedule=(0.5, 1.0, 4))
+    a = generate(model, tok, prompts, 6, s, seed=3, batch_size=2, progress=False)
+    assert a == generate(model, tok, prompts, 6, s, seed=3, batch_size=2, progress=False)
+    assert a != generate(model, tok, prompts, 6, s, seed=4, batch_size=2, progress=False)
+    assert [len(x) for x in a] == [6, 6, 6]
+    with pytest.raises(ValueError):
+        generate(model, tok, [[]], 4, s, progress=False)
+
+
+@pytest.mark.parametrize("method", ["selfcal", "sgs", "igsp", "igsp-no-multi", "igsp-no-band", "igsp-no-diversity"])
+def test_every_method_builds_a_fixed_budget_set_reproducibly(tiny, method, tmp_path, monkeypatch):
+    from calibkit import selfgen
+
+    model, tok = tiny
+    a = selfgen.build(method, model, tok, n=4, seqlen=16, seed=0, model_name="tiny-llama", progress=False)
+    assert len(a) == 4 and all(len(s["input_ids"]) == 16 for s in a.sequences)
+    assert a.meta["spec"] == f"selfgen:{method}"
+    b = selfgen.build(method, model, tok, n=4, seqlen=16, seed=0, model_name="tiny-llama", progress=False)
+    assert [s["input_ids"] for s in a.sequences] == [s["input_ids"] for s in b.sequences]
+    if method in ("igsp", "igsp-no-band", "igsp-no-diversity"):
+        assert a.counts() == {"General": 1, "Commonsense": 1, "Code": 1, "Math": 1}
+    import calibkit.selfgen.generate as g
+    monkeypatch.setattr(g, "cache_dir", lambda: tmp_path)  # a cold pool cache regenerates the same set
+    c = selfgen.build(method, model, tok, n=4, seqlen=16, seed=0, model_name="tiny-llama", progress=False)
+    assert [s["input_ids"] for s in a.sequences] == [s["input_ids"] for s in c.sequences]
+    assert list((tmp_path / "selfgen").glob("*.json"))
+
+
+def test_cli_build_selfgen_and_bad_method(tmp_path, capsys):
+    from calibkit.cli import main
+
+    out = tmp_path / "s.jsonl"
+    assert main(["build", "--selfgen", "selfcal", "--n", "2", "--seqlen", "8", "--model", "tiny-llama",
+                 "--selfgen-param", "t_init=0.7", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 2
+    assert main(["build", "--selfgen", "nope", "--n", "2", "--seqlen", "8", "--model", "tiny-llama",
+                 "--out", str(out)]) == 2
+    assert "unknown self-generation method" in capsys.readouterr().err

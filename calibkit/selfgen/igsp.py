@@ -1,0 +1,99 @@
+"""IGSP (study, Section 3.3 and Algorithm 1): capability-stratified self-generated pools, then per dimension a
+perplexity band and greedy 4-gram diversity selection.
+
+Phase 1: per dimension d, a pool of ``pool_factor`` x b_d sequences generated from d's prompt template
+(``prompts.py``); the calibration sequence is the generated text only (the chat prompt is not part of it, so the
+set does not repeat a template). Phase 2: per dimension, keep the pool members whose perplexity lies in d's band
+[τ_lo, τ_hi] and pick b_d = α_d·B of them greedily maximising distinct/total 4-grams of the growing set.
+
+Bands are measured on *this* model (``bands.py``), not copied from the study (whose values are for LLaMA-3.1-8B).
+When a dimension has fewer in-band candidates than b_d, the candidates nearest to the band (in log perplexity) fill
+the rest; the count in band is reported in the set's metadata and as a warning, never hidden.
+
+Ablations: ``igsp-no-multi`` (one prompt distribution, the General template, for the whole budget),
+``igsp-no-band`` (no perplexity band), ``igsp-no-diversity`` (seeded random pick instead of the greedy selector).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..data.sources import DIMENSIONS
+from .generate import Sampling, cached_pool, generate, sampling_dict
+from .prompts import encode, prompts
+from .select import band_filter, greedy_ngram_select
+from .sgs import SAMPLING
+
+VARIANTS = {"igsp": (True, True, True), "igsp-no-multi": (False, True, True), "igsp-no-band": (True, False, True),
+            "igsp-no-diversity": (True, True, False)}
+GENRE = {"General": "encyclopedic", "Commonsense": "narrative", "Code": "code", "Math": "math-word-problem"}
+DEFAULTS = {"pool_factor": 2.0, "ngram": 4, "batch_size": 16, "alpha": None}
+
+
+def _pool(model, tokenizer, dimension: str, size: int, seqlen: int, seed: int, model_name: str, sampling: Sampling,
+          batch_size: int, progress: bool) -> dict:
+    from . import perplexities
+
+    key = {"method": "igsp-pool", "model": model_name, "dimension": dimension, "size": size, "seqlen": seqlen,
+           "seed": seed, "sampling": sampling_dict(sampling)}
+
+    def make():
+        texts = prompts(dimension, size, seed)
+        ids = generate(model, tokenizer, [encode(tokenizer, t) for t in texts], seqlen, sampling, seed, batch_size,
+                       progress, f"IGSP pool {dimension}")
+        return {"ids": ids, "prompts": texts, "ppl": perplexities(model, ids, progress)}
+    return cached_pool(key, make)
+
+
+def _nearest_to_band(ppl: list[float], lo: float, hi: float, exclude: set[int], k: int) -> list[int]:
+    def dist(i):
+        lp = math.log(ppl[i])
+        return max(math.log(lo) - lp, lp - math.log(hi), 0.0)
+    return sorted((i for i in range(len(ppl)) if i not in exclude), key=lambda i: (dist(i), i))[:k]
+
+
+def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, progress: bool = True,
+         variant: str = "igsp", **params):
+    from ..data.calibration import allocate
+    from .bands import measure_bands
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown IGSP variant {variant!r}; known: {', '.join(VARIANTS)}")
+    multi, use_band, diversity = VARIANTS[variant]
+    p = DEFAULTS | params
+    dims = list(DIMENSIONS) if multi else ["General"]
+    alpha = p["alpha"] or [1.0] * len(dims)
+    budgets = allocate(n, list(alpha)) if multi else [n]
+    bands = measure_bands(model, tokenizer, seqlen, model_name, progress=progress) if use_band else None
+    rng = np.random.default_rng([int(seed), 0x16579])
+    chosen_texts, seqs, report = [], [], {}
+    for d, b in zip(dims, budgets):
+        if b == 0:
+            continue
+        pool = _pool(model, tokenizer, d, max(b, int(math.ceil(b * float(p["pool_factor"])))), seqlen, seed,
+                     model_name, SAMPLING, int(p["batch_size"]), progress)
+        texts = [tokenizer.decode(x) for x in pool["ids"]]
+        cand = list(range(len(texts)))
+        if use_band:
+            lo, hi = bands["bands"][d]
+            cand = band_filter(pool["ppl"], lo, hi)
+            if len(cand) < b:
+                fill = _nearest_to_band(pool["ppl"], lo, hi, set(cand), b - len(cand))
+                warnings.warn(f"IGSP {d}: {len(cand)} of {len(texts)} generated samples lie in the perplexity band "
+                              f"[{lo:.2f}, {hi:.2f}]; {len(fill)} nearest to it fill the budget of {b}")
+                cand += fill
+        if diversity:
+            pick = [cand[i] for i in greedy_ngram_select([texts[i] for i in cand], b, int(p["ngram"]), chosen_texts)]
+        else:
+            pick = [cand[int(i)] for i in rng.choice(len(cand), size=b, replace=False)]
+        in_band = sum(1 for i in pick if not use_band or bands["bands"][d][0] <= pool["ppl"][i] <= bands["bands"][d][1])
+        report[d] = {"pool": len(texts), "budget": b, "candidates": len(cand), "picked_in_band": in_band,
+                     "pool_ppl_median": float(np.median(pool["ppl"])), "generation_seconds": pool["seconds"]}
+        chosen_texts += [texts[i] for i in pick]
+        label = d if multi else "General"
+        seqs += [{"input_ids": pool["ids"][i], "dimension": label, "genre": GENRE[label], "ppl": pool["ppl"][i],
+                  "prompt": pool["prompts"][i]} for i in pick]
+    meta = {"params": p, "variant": variant, "dimensions": report, "bands": bands}
+    return seqs, meta
