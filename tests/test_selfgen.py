@@ -111,3 +111,21 @@ def test_cli_build_selfgen_and_bad_method(tmp_path, capsys):
     assert main(["build", "--selfgen", "nope", "--n", "2", "--seqlen", "8", "--model", "tiny-llama",
                  "--out", str(out)]) == 2
     assert "unknown self-generation method" in capsys.readouterr().err
+
+
+def test_topk_topp_keeps_the_same_tokens_as_transformers_warpers():
+    import torch
+    from calibkit.selfgen.generate import _TopKTopP
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 500, generator=g) * 3
+    for k, p in [(50, 0.95), (10, 0.5), (0, 0.9), (20, 1.0)]:
+        ref = scores.clone()
+        if k:
+            ref = TopKLogitsWarper(k)(None, ref)
+        if p < 1:
+            ref = TopPLogitsWarper(p)(None, ref)
+        ours = _TopKTopP(k, p)(None, scores.clone())
+        assert torch.equal(torch.isinf(ours), torch.isinf(ref)), (k, p)
+        assert torch.equal(ours[~torch.isinf(ours)], scores[~torch.isinf(ours)])

@@ -2,7 +2,7 @@
 perplexity band and greedy 4-gram diversity selection.
 
 Phase 1: per dimension d, a pool of ``pool_factor`` x b_d sequences generated from d's prompt template
-(``prompts.py``); the calibration sequence is the generated text only (the chat prompt is not part of it, so the
+(``prompts.py``; all pools in one batched generation call); the calibration sequence is the generated text only (the chat prompt is not part of it, so the
 set does not repeat a template). Phase 2: per dimension, keep the pool members whose perplexity lies in d's band
 [τ_lo, τ_hi] and pick b_d = α_d·B of them greedily maximising distinct/total 4-grams of the growing set.
 
@@ -29,21 +29,29 @@ from .sgs import SAMPLING
 VARIANTS = {"igsp": (True, True, True), "igsp-no-multi": (False, True, True), "igsp-no-band": (True, False, True),
             "igsp-no-diversity": (True, True, False)}
 GENRE = {"General": "encyclopedic", "Commonsense": "narrative", "Code": "code", "Math": "math-word-problem"}
-DEFAULTS = {"pool_factor": 2.0, "ngram": 4, "batch_size": 16, "alpha": None}
+DEFAULTS = {"pool_factor": 2.0, "ngram": 4, "batch_size": 64, "alpha": None}
 
 
-def _pool(model, tokenizer, dimension: str, size: int, seqlen: int, seed: int, model_name: str, sampling: Sampling,
-          batch_size: int, progress: bool) -> dict:
+def _pools(model, tokenizer, sizes: dict[str, int], seqlen: int, seed: int, model_name: str, sampling: Sampling,
+           batch_size: int, progress: bool) -> dict:
+    """One generation call for every dimension's pool (large batches are what make CPU decoding fast)."""
     from . import perplexities
 
-    key = {"method": "igsp-pool", "model": model_name, "dimension": dimension, "size": size, "seqlen": seqlen,
-           "seed": seed, "sampling": sampling_dict(sampling)}
+    key = {"method": "igsp-pool", "model": model_name, "sizes": sizes, "seqlen": seqlen, "seed": seed,
+           "sampling": sampling_dict(sampling)}
 
     def make():
-        texts = prompts(dimension, size, seed)
-        ids = generate(model, tokenizer, [encode(tokenizer, t) for t in texts], seqlen, sampling, seed, batch_size,
-                       progress, f"IGSP pool {dimension}")
-        return {"ids": ids, "prompts": texts, "ppl": perplexities(model, ids, progress)}
+        texts = {d: prompts(d, k, seed) for d, k in sizes.items()}
+        flat = [(d, t) for d in sizes for t in texts[d]]
+        ids = generate(model, tokenizer, [encode(tokenizer, t) for _, t in flat], seqlen, sampling, seed,
+                       batch_size, progress, "IGSP pools")
+        ppl = perplexities(model, ids, progress)
+        out = {d: {"ids": [], "prompts": [], "ppl": []} for d in sizes}
+        for (d, t), x, q in zip(flat, ids, ppl):
+            out[d]["ids"].append(x)
+            out[d]["prompts"].append(t)
+            out[d]["ppl"].append(q)
+        return {"pools": out}
     return cached_pool(key, make)
 
 
@@ -68,12 +76,13 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
     budgets = allocate(n, list(alpha)) if multi else [n]
     bands = measure_bands(model, tokenizer, seqlen, model_name, progress=progress) if use_band else None
     rng = np.random.default_rng([int(seed), 0x16579])
+    sizes = {d: max(b, int(math.ceil(b * float(p["pool_factor"])))) for d, b in zip(dims, budgets) if b > 0}
+    generated = _pools(model, tokenizer, sizes, seqlen, seed, model_name, SAMPLING, int(p["batch_size"]), progress)
     chosen_texts, seqs, report = [], [], {}
     for d, b in zip(dims, budgets):
         if b == 0:
             continue
-        pool = _pool(model, tokenizer, d, max(b, int(math.ceil(b * float(p["pool_factor"])))), seqlen, seed,
-                     model_name, SAMPLING, int(p["batch_size"]), progress)
+        pool = generated["pools"][d]
         texts = [tokenizer.decode(x) for x in pool["ids"]]
         cand = list(range(len(texts)))
         if use_band:
@@ -90,7 +99,7 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
             pick = [cand[int(i)] for i in rng.choice(len(cand), size=b, replace=False)]
         in_band = sum(1 for i in pick if not use_band or bands["bands"][d][0] <= pool["ppl"][i] <= bands["bands"][d][1])
         report[d] = {"pool": len(texts), "budget": b, "candidates": len(cand), "picked_in_band": in_band,
-                     "pool_ppl_median": float(np.median(pool["ppl"])), "generation_seconds": pool["seconds"]}
+                     "pool_ppl_median": float(np.median(pool["ppl"])), "generation_seconds": generated["seconds"]}
         chosen_texts += [texts[i] for i in pick]
         label = d if multi else "General"
         seqs += [{"input_ids": pool["ids"][i], "dimension": label, "genre": GENRE[label], "ppl": pool["ppl"][i],

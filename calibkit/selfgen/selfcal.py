@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .generate import Sampling, cached_pool, generate, sampling_dict
 
-DEFAULTS = {"t_init": 0.5, "t_final": 1.0, "schedule_fraction": 0.5, "batch_size": 16}
+DEFAULTS = {"t_init": 0.5, "t_final": 1.0, "schedule_fraction": 0.5, "batch_size": 64}
 
 
 def selfcal(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, progress: bool = True, **params):

@@ -14,7 +14,7 @@ from .generate import Sampling, cached_pool, generate, sampling_dict
 from .select import ppl_binned_entropy_sample, vocabulary_entropy
 
 DEFAULTS = {"prefix_source": "wiki-excerpt", "prefix_tokens": 16, "pool_factor": 2.0, "drop_top": 0.2, "bins": 4,
-            "batch_size": 16}
+            "batch_size": 64}
 SAMPLING = Sampling(temperature=0.6, top_k=50, top_p=0.95, repetition_penalty=1.2)
 
 
