@@ -77,7 +77,7 @@ def main():
         print(f"IGSP {args.igsp_n} x {args.seqlen}, pools generated + filtered + selected: {res['igsp_seconds']:.0f} s;"
               f" with the bands {res['igsp_seconds'] + res['bands_seconds']:.0f} s")
         for d, r in cs.meta["dimensions"].items():
-            print(f"  {d}: pool {r['pool']}, in band {r['candidates']}, picked in band {r['picked_in_band']}, "
+            print(f"  {d}: pool {r['pool']}, in band {r['in_band']}, picked in band {r['picked_in_band']}, "
                   f"pool median ppl {r['pool_ppl_median']:.2f}, band {cs.meta['bands']['bands'][d]}")
     if args.json:
         with open(args.json, "w") as f:

@@ -85,9 +85,11 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
         pool = generated["pools"][d]
         texts = [tokenizer.decode(x) for x in pool["ids"]]
         cand = list(range(len(texts)))
+        in_band_pool = None
         if use_band:
             lo, hi = bands["bands"][d]
             cand = band_filter(pool["ppl"], lo, hi)
+            in_band_pool = len(cand)
             if len(cand) < b:
                 fill = _nearest_to_band(pool["ppl"], lo, hi, set(cand), b - len(cand))
                 warnings.warn(f"IGSP {d}: {len(cand)} of {len(texts)} generated samples lie in the perplexity band "
@@ -98,7 +100,8 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
         else:
             pick = [cand[int(i)] for i in rng.choice(len(cand), size=b, replace=False)]
         in_band = sum(1 for i in pick if not use_band or bands["bands"][d][0] <= pool["ppl"][i] <= bands["bands"][d][1])
-        report[d] = {"pool": len(texts), "budget": b, "candidates": len(cand), "picked_in_band": in_band,
+        report[d] = {"pool": len(texts), "budget": b, "in_band": in_band_pool, "candidates": len(cand),
+                     "picked_in_band": in_band,
                      "pool_ppl_median": float(np.median(pool["ppl"])), "generation_seconds": generated["seconds"]}
         chosen_texts += [texts[i] for i in pick]
         label = d if multi else "General"
