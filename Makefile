@@ -48,13 +48,15 @@ bench: model $(BENCH_VENV)/bin/.installed
 # reports/<PROFILE>/ (e.g. PROFILE=paper on a GPU machine with the hub). Finished sweep runs are reused from
 # results/<PROFILE>/; delete that folder to recompute everything.
 PROFILE   ?= embedded
-NOTEBOOKS := 01_profiles 02_prune 03_eval 04_correlations 05_igsp
+NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp
+GROUPS    ?=
+GROUPS_ARG = $(if $(GROUPS),-y "groups: [$(GROUPS)]")
 REPORTS   := $(if $(filter embedded,$(PROFILE)),reports,reports/$(PROFILE))
 reproduce: model
 	mkdir -p $(REPORTS)/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb ($(PROFILE))"; \
-	  $(BIN)/papermill -p profile $(PROFILE) --cwd notebooks notebooks/$$nb.ipynb $(REPORTS)/notebooks/$$nb.ipynb \
+	  $(BIN)/papermill -p profile $(PROFILE) $(GROUPS_ARG) --cwd notebooks notebooks/$$nb.ipynb $(REPORTS)/notebooks/$$nb.ipynb \
 	    || exit 1; \
 	done
 	@echo "reports index: $(REPORTS)/README.md"
