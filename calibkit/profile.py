@@ -56,11 +56,16 @@ def granularity(dimension_sets, genres) -> float:
     return 1.0 / len(cells) if cells else 1.0
 
 
+def ngrams(text: str, n: int = 4) -> list[tuple[str, ...]]:
+    """Whitespace-token n-grams of one text (Aggregation's unit; also IGSP's diversity selector)."""
+    words = text.split()
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
 def aggregation(texts, n: int = 4) -> float:
     grams = Counter()
     for text in texts:
-        words = text.split()
-        grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+        grams.update(ngrams(text, n))
     total = sum(grams.values())
     if total == 0:
         raise UndefinedMetric(f"Aggregation is undefined: no text has {n} or more whitespace tokens")

@@ -186,17 +186,22 @@ def _profile(cfg: RunConfig, cs, model, store: Store) -> dict | None:
     return prof
 
 
-def _calibration_info(cfg: RunConfig, cs) -> dict:
+def _label_info(calibration: str) -> dict:
+    """Label, kind (source | mix | selfgen | none) and pool of a calibration spec string."""
     from .data import sources as S
+    from .data.calibration import parse_mix
 
-    if cs is None:
+    if calibration == NO_CALIBRATION:
         return {"label": NO_CALIBRATION, "kind": NO_CALIBRATION, "pool": None}
-    if cfg.calibration in S.names():
-        return {"label": cfg.calibration, "kind": "source", "pool": S.get(cfg.calibration).dimension,
-                "counts": cs.counts()}
-    if cfg.calibration.startswith("selfgen:"):
-        return {"label": cfg.calibration, "kind": "selfgen", "pool": None, "counts": cs.counts()}
-    return {"label": cs.meta["spec"], "kind": "mix", "pool": None, "counts": cs.counts()}
+    if calibration.startswith("selfgen:"):
+        return {"label": calibration, "kind": "selfgen", "pool": None}
+    if calibration in S.names():
+        return {"label": calibration, "kind": "source", "pool": S.get(calibration).dimension}
+    return {"label": parse_mix(calibration).label, "kind": "mix", "pool": None}
+
+
+def _calibration_info(cfg: RunConfig, cs) -> dict:
+    return _label_info(cfg.calibration) | ({"counts": cs.counts()} if cs is not None else {})
 
 
 def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") -> dict:
@@ -252,17 +257,7 @@ def profile_sets(configs: list[RunConfig], store_root: str | os.PathLike, progre
 
 def _with_label(prof: dict) -> dict:
     """Label/kind/pool of a profile record (derived from its calibration string when the record lacks them)."""
-    from .data import sources as S
-    from .data.calibration import parse_mix
-
-    if "label" in prof:
-        return prof
-    c = prof["calibration"]
-    if c.startswith("selfgen:"):
-        return prof | {"label": c, "kind": "selfgen", "pool": None}
-    if c in S.names():
-        return prof | {"label": c, "kind": "source", "pool": S.get(c).dimension}
-    return prof | {"label": parse_mix(c).label, "kind": "mix", "pool": None}
+    return prof if "label" in prof else prof | _label_info(prof["calibration"])
 
 
 def profiles_table(store_root: str | os.PathLike):

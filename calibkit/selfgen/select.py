@@ -16,11 +16,7 @@ from collections import Counter
 
 import numpy as np
 
-
-def ngrams(text: str, n: int = 4) -> list[tuple[str, ...]]:
-    """Whitespace-token n-grams (as in the Aggregation metric)."""
-    words = text.split()
-    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+from ..profile import ngrams
 
 
 def band_filter(ppl: list[float], lo: float, hi: float) -> list[int]:
