@@ -23,9 +23,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .settings import cache_dir
+from .errors import CalibkitError
 
 
-class AssetError(RuntimeError):
+class AssetError(CalibkitError, RuntimeError):
     """An asset could not be fetched, found or verified."""
 
 

@@ -19,6 +19,7 @@ import torch
 
 from . import assets
 from .settings import cache_dir
+from .errors import CalibkitError
 
 EMBEDDED_DEFAULT = "smollm2-135m"
 EMBEDDED = {EMBEDDED_DEFAULT: "smollm2-135m-instruct.gguf"}
@@ -32,7 +33,7 @@ TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, nu
                   num_key_value_heads=2, max_position_embeddings=2048)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(CalibkitError, RuntimeError):
     pass
 
 

@@ -25,12 +25,13 @@ import yaml
 from tqdm.auto import tqdm
 
 from .settings import atomic_write_bytes
+from .errors import ConfigError
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 NO_CALIBRATION = "none"  # Magnitude ignores calibration data: one run per (model, sparsity), not per set
 
 
-class SweepError(ValueError):
+class SweepError(ConfigError):
     pass
 
 

@@ -14,8 +14,10 @@ import random
 import re
 from pathlib import Path
 
+from ..errors import CalibkitError
 
-class DataError(RuntimeError):
+
+class DataError(CalibkitError, RuntimeError):
     """A data file is missing, unreadable or malformed, or a source cannot be reached."""
 
 

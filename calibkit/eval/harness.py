@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..settings import atomic_write_bytes, cache_dir
+from ..errors import CalibkitError
 
 TASK_DIR = Path(__file__).with_name("tasks")
 
@@ -50,7 +51,7 @@ SUITES: dict[str, tuple[SuiteTask, ...]] = {
 }
 
 
-class EvalError(RuntimeError):
+class EvalError(CalibkitError, RuntimeError):
     pass
 
 

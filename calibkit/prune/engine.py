@@ -26,11 +26,12 @@ from .report import ModuleRecord, PruneReport
 from .sparsegpt import sparsegpt_prune_many
 from .sparsity import Sparsity
 from .wanda import wanda_prune
+from ..errors import CalibkitError
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
-class PruneError(RuntimeError):
+class PruneError(CalibkitError, RuntimeError):
     pass
 
 
