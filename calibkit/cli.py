@@ -3,10 +3,115 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
 import yaml
+
+from .errors import CalibkitError, ConfigError
+
+
+# --- option types: bad values are refused by argparse with the option named (exit 2) -------------------------
+
+def _typed(parse, what: str):
+    """An argparse ``type`` that turns calibkit's own validation error into argparse's message for the option."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except (CalibkitError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = what
+    return convert
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?\d+", text.strip()):
+            raise ConfigError(f"expected an integer >= {lo}, got {text!r}")
+        value = int(text)
+        if value < lo:
+            raise ConfigError(f"expected an integer >= {lo}, got {value}")
+        return value
+    return _typed(parse, f"integer >= {lo}")
+
+
+def _finite_float(lo: float, hi: float | None = None, lo_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or (lo_open and value == lo) or (hi is not None and value > hi):
+            span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+            raise ConfigError(f"expected a number in {span}, got {text!r}")
+        return value
+    return _typed(parse, "number")
+
+
+def _sparsity(text: str) -> str:
+    from .prune import Sparsity
+
+    if ":" in text:
+        raise ConfigError(f"{text!r} is an N:M pattern; give it with --nm")
+    return str(Sparsity.parse(text))
+
+
+def _nm(text: str) -> str:
+    from .prune import Sparsity
+
+    if not re.fullmatch(r"\s*\d+\s*:\s*\d+\s*", text):
+        raise ConfigError(f"expected N:M, two integers separated by a colon (e.g. 2:4), got {text!r}")
+    return str(Sparsity.parse(text))
+
+
+def _mix(text: str):
+    from .data.calibration import parse_mix
+
+    return parse_mix(text)
+
+
+def _selfgen(text: str) -> str:
+    from .selfgen import METHODS
+
+    method = text.removeprefix("selfgen:")
+    if method not in METHODS:
+        raise ConfigError(f"unknown self-generation method {text!r}; known: {', '.join(METHODS)}")
+    return method
+
+
+def _source(text: str):
+    from .data.calibration import source_spec
+
+    return source_spec(text)
+
+
+def _glue_dash_values(argv: list[str]) -> list[str]:
+    """``--mix -1:1:1:1`` -> ``--mix=-1:1:1:1``: argparse takes a value that starts with ``-`` and is not a plain
+    number for an unknown option; glued, the value reaches its own check, which names what is wrong with it."""
+    out, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if (tok.startswith("--") and "=" not in tok and i + 1 < len(argv)
+                and re.match(r"-[\d.]", argv[i + 1])):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def _local_model_path(name: str) -> Path | None:
+    """The folder a model name reads from, when it is local (a directory, or an embedded model's cache copy)."""
+    from .models import EMBEDDED
+    from .settings import cache_dir
+
+    if name in EMBEDDED:
+        return cache_dir() / "models" / name
+    return Path(name) if os.path.exists(name) else None
 
 
 def _print_table(rows: list[dict], cols: list[str]) -> None:
@@ -32,24 +137,28 @@ def cmd_sources(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .data.calibration import build, parse_mix, save_hf_dataset, source_spec
+    from .data.calibration import build, meta_path, save_hf_dataset
+    from .outputs import check_output_dir, check_output_files
 
+    check_output_files([args.out, meta_path(args.out)], args.overwrite)
+    if args.hf_dataset:
+        check_output_dir(args.hf_dataset, args.overwrite, inputs=[args.out], what="dataset folder")
     if args.selfgen:
         params = {}
         for kv in args.selfgen_param or []:
             k, sep, v = kv.partition("=")
             if not sep:
-                raise ValueError(f"--selfgen-param takes key=value, got {kv!r}")
+                raise ConfigError(f"--selfgen-param takes key=value, got {kv!r}")
             params[k] = yaml.safe_load(v)
         label = "selfgen:" + args.selfgen.removeprefix("selfgen:")
         cs = build(label, n=args.n, seqlen=args.seqlen, seed=args.seed, model=args.model, selfgen_params=params)
     else:
-        spec = source_spec(args.source) if args.source else parse_mix(args.mix)
+        spec = args.source or args.mix
         label = spec.label
         cs = build(spec, n=args.n, seqlen=args.seqlen, seed=args.seed, model=args.model)
     path = cs.to_jsonl(args.out)
     if args.hf_dataset:
-        save_hf_dataset(cs, args.hf_dataset)
+        save_hf_dataset(cs, args.hf_dataset, overwrite=args.overwrite)
     counts = ", ".join(f"{k}={v}" for k, v in sorted(cs.counts().items()))
     print(f"wrote {len(cs)} sequences x {args.seqlen} tokens ({label}, seed {args.seed}) to {path} "
           f"[{counts}]", file=sys.stderr)
@@ -78,9 +187,11 @@ def cmd_inspect(args) -> int:
 
 def cmd_export(args) -> int:
     from .data.calibration import CalibrationSet, save_hf_dataset
+    from .outputs import check_output_dir
 
+    check_output_dir(args.out, args.overwrite, inputs=[args.file], what="dataset folder")
     cs = CalibrationSet.from_jsonl(args.file)
-    save_hf_dataset(cs, args.out, tokenized_only=args.tokenized_only)
+    save_hf_dataset(cs, args.out, tokenized_only=args.tokenized_only, overwrite=args.overwrite)
     print(f"saved a datasets.Dataset of {len(cs)} rows to {args.out} (datasets.load_from_disk)", file=sys.stderr)
     return 0
 
@@ -111,25 +222,28 @@ def cmd_assets(args) -> int:
 
 def cmd_prune(args) -> int:
     from .data.calibration import CalibrationSet
-    from .models import load_model
+    from .models import EMBEDDED_DEFAULT, TINY, load_model
+    from .outputs import check_output_dir
     from .prune import prune, save_pruned
 
+    inputs = [_local_model_path(args.model), args.calib]
+    check_output_dir(args.out, args.overwrite, inputs=inputs, what="output folder")
+    if args.method != "magnitude" and not args.calib:
+        raise ConfigError(f"--method {args.method} needs calibration data: give --calib FILE.jsonl")
     cs = CalibrationSet.from_jsonl(args.calib) if args.calib else None
     model, tok = load_model(args.model, dtype=args.dtype)
     if cs is not None:
+        cs.check_vocab(model.get_input_embeddings().num_embeddings, args.model)
         made_for = cs.meta.get("tokenizer")
-        if made_for and made_for != args.model:
+        tokenizer_of = EMBEDDED_DEFAULT if args.model in TINY else args.model  # tiny models share its tokenizer
+        if made_for and made_for != tokenizer_of:
             print(f"calibkit prune: warning: {args.calib} was tokenized for {made_for!r}, pruning {args.model!r}",
                   file=sys.stderr)
-        top = max(max(s["input_ids"]) for s in cs.sequences)
-        vocab = model.get_input_embeddings().num_embeddings
-        if top >= vocab:
-            raise ValueError(f"{args.calib} has token id {top}, beyond the vocabulary ({vocab}) of {args.model}")
     report = prune(model, cs, args.method, args.nm or args.sparsity, device=args.device, blocksize=args.blocksize,
                    percdamp=args.percdamp, batch_tokens=args.batch_tokens, model_name=args.model)
     if cs is not None:
         report.calibration.update(file=str(args.calib), spec=cs.meta.get("spec"), seed=cs.meta.get("seed"))
-    out = save_pruned(model, tok, args.out, report)
+    out = save_pruned(model, tok, args.out, report, overwrite=args.overwrite, inputs=inputs)
     print(report.summary(), file=sys.stderr)
     print(f"saved the pruned model and prune_report.json to {out}", file=sys.stderr)
     return 0
@@ -145,6 +259,7 @@ def cmd_profile(args) -> int:
         from .models import load_model
 
         model, _ = load_model(args.model, device=args.device or "cpu")
+        cs.check_vocab(model.get_input_embeddings().num_embeddings, args.model)
     res = profile(cs, model, k=args.k, batch_tokens=args.batch_tokens)
     res = {"file": args.file, "model": None if args.no_model else args.model} | res
     if args.json:
@@ -213,6 +328,10 @@ def cmd_retention(args) -> int:
     from .eval.retention import across_seeds, retention
     from .models import load_model, resolve
 
+    for d in args.pruned:
+        if not (Path(d) / "config.json").is_file():
+            raise ConfigError(f"--pruned {d}: not a checkpoint folder (no config.json); give the --out folder of "
+                              "`calibkit prune`")
     base_cfg = AutoConfig.from_pretrained(resolve(args.base))
     for d in args.pruned:  # refuse mismatches before any evaluation
         check_same_architecture(base_cfg, AutoConfig.from_pretrained(d), d)
@@ -246,10 +365,10 @@ def cmd_retention(args) -> int:
 def _eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="embedded",
                    help="embedded (offline assets) or paper (the study's 8 benchmarks; CALIBKIT_DATA_DIR or hub)")
-    p.add_argument("--limit", type=int, help="items per task (default: the suite's own sizes)")
+    p.add_argument("--limit", type=_int_at_least(1), help="items per task (default: the suite's own sizes)")
     p.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
                    help="comma-separated subset of the suite's tasks (default: all)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
 
@@ -265,53 +384,60 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build a calibration set (jsonl)")
     g = b.add_mutually_exclusive_group(required=True)
-    g.add_argument("--source", help="one source (see `calibkit sources`)")
-    g.add_argument("--mix", help="balanced | 4_3_3_math | 4_3_3_code | loo_<dim> | G:C:K:M, optional @study")
-    g.add_argument("--selfgen", help="generated by the model: selfcal | sgs | igsp | igsp-no-multi | igsp-no-band | "
+    g.add_argument("--source", type=_typed(_source, "source"), help="one source (see `calibkit sources`)")
+    g.add_argument("--mix", type=_typed(_mix, "mix"), help="balanced | 4_3_3_math | 4_3_3_code | loo_<dim> | G:C:K:M, optional @study")
+    g.add_argument("--selfgen", type=_typed(_selfgen, "self-generation method"), help="generated by the model: selfcal | sgs | igsp | igsp-no-multi | igsp-no-band | "
                                      "igsp-no-diversity")
     b.add_argument("--selfgen-param", action="append", metavar="KEY=VALUE",
                    help="option of the self-generation method (repeatable), e.g. t_init=0.7 or pool_factor=3")
-    b.add_argument("--n", type=int, default=128, help="number of sequences (default 128)")
-    b.add_argument("--seqlen", type=int, default=2048, help="tokens per sequence (default 2048)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--n", type=_int_at_least(1), default=128, help="number of sequences (default 128)")
+    b.add_argument("--seqlen", type=_int_at_least(1), default=2048, help="tokens per sequence (default 2048)")
+    b.add_argument("--seed", type=_int_at_least(0), default=0)
     b.add_argument("--model", default="smollm2-135m", help="model whose tokenizer is used (and that generates, with --selfgen)")
     b.add_argument("--out", required=True, help="output .jsonl (metadata goes to <name>.meta.json)")
     b.add_argument("--hf-dataset", help="also save a datasets.Dataset directory here")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (a folder only when calibkit wrote it)")
     b.set_defaults(func=cmd_build)
 
     i = sub.add_parser("inspect", help="summarise a calibration-set file")
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
-    i.add_argument("--show", type=int, default=0, help="print the first K sequences' text")
+    i.add_argument("--show", type=_int_at_least(0), default=0, help="print the first K sequences' text")
     i.set_defaults(func=cmd_inspect)
 
     e = sub.add_parser("export", help="save a calibration-set file as a datasets.Dataset (llm-compressor)")
     e.add_argument("file")
     e.add_argument("--out", required=True)
     e.add_argument("--tokenized-only", action="store_true", help="only input_ids and attention_mask columns")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing folder that calibkit wrote")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("prune", help="prune a model with a calibration set; save a HF checkpoint + report")
     r.add_argument("--model", default="smollm2-135m", help="embedded name, local directory or hub id")
     r.add_argument("--method", required=True, choices=["magnitude", "wanda", "sparsegpt"])
     g = r.add_mutually_exclusive_group(required=True)
-    g.add_argument("--sparsity", help="unstructured fraction in [0, 1), e.g. 0.5")
-    g.add_argument("--nm", help="N:M pattern: N of every M consecutive weights removed, e.g. 2:4")
+    g.add_argument("--sparsity", type=_typed(_sparsity, "sparsity"), help="unstructured fraction in [0, 1), e.g. 0.5")
+    g.add_argument("--nm", type=_typed(_nm, "N:M"), help="N:M pattern: N of every M consecutive weights removed, e.g. 2:4")
     r.add_argument("--calib", help="calibration set (.jsonl from `calibkit build`); optional for magnitude")
     r.add_argument("--out", required=True, help="output directory (safetensors checkpoint + prune_report.json)")
     r.add_argument("--device", help="where layers run (default: cuda if available, else cpu)")
-    r.add_argument("--dtype", default="float32", help="model dtype: float32 | bfloat16 | float16")
-    r.add_argument("--blocksize", type=int, default=128, help="SparseGPT column block (default 128)")
-    r.add_argument("--percdamp", type=float, default=0.01, help="SparseGPT dampening fraction (default 0.01)")
-    r.add_argument("--batch-tokens", type=int, default=16384, help="tokens per forward batch (default 16384)")
+    r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="model dtype")
+    r.add_argument("--blocksize", type=_int_at_least(1), default=128, help="SparseGPT column block (default 128)")
+    r.add_argument("--percdamp", type=_finite_float(0.0), default=0.01,
+                   help="SparseGPT dampening fraction (default 0.01)")
+    r.add_argument("--batch-tokens", type=_int_at_least(1), default=16384,
+                   help="tokens per forward batch (default 16384)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing folder that calibkit wrote")
     r.set_defaults(func=cmd_prune)
 
     f = sub.add_parser("profile", help="information profile (7 metrics) of a calibration-set file")
     f.add_argument("file")
     f.add_argument("--model", default="smollm2-135m", help="base model for Distortion and Mismatch")
     f.add_argument("--no-model", action="store_true", help="set-level metrics only (no model pass)")
-    f.add_argument("--k", type=float, default=0.2, help="Min-K%%++ fraction of lowest tokens (default 0.2)")
-    f.add_argument("--batch-tokens", type=int, default=4096)
+    f.add_argument("--k", type=_finite_float(0.0, 1.0, lo_open=True), default=0.2,
+                   help="Min-K%%++ fraction of lowest tokens (default 0.2)")
+    f.add_argument("--batch-tokens", type=_int_at_least(1), default=4096)
     f.add_argument("--device")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_profile)
@@ -332,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--store", help="result store directory (default: results/<profile name>)")
     w.add_argument("--executor", choices=["local", "ray"], default="local")
     w.add_argument("--ray-address", help="address of an existing Ray cluster (default: start a local one)")
-    w.add_argument("--cpus-per-run", type=int, default=2)
+    w.add_argument("--cpus-per-run", type=_int_at_least(1), default=2)
     w.add_argument("--device", default="cpu", help="where layers are pruned and models evaluated (cpu, cuda)")
     w.add_argument("--only", help="comma-separated experiment groups of the profile (default: all)")
     w.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
@@ -347,13 +473,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Errors that calibkit raises on purpose print one line and exit 2; anything else is a bug: a traceback."""
+    try:
+        args = build_parser().parse_args(_glue_dash_values(sys.argv[1:] if argv is None else list(argv)))
+    except SystemExit as e:  # argparse has printed its message (bad option: 2) or the help (0)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
-    except (KeyError, ValueError, RuntimeError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"calibkit {args.command}: error: {msg}", file=sys.stderr)
+    except CalibkitError as e:
+        print(f"calibkit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"calibkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.sources import DIMENSIONS, GENRES
+from .errors import ConfigError
 
 METRICS = ("volume", "scope", "variety", "granularity", "aggregation", "distortion", "mismatch")
 
@@ -41,7 +42,7 @@ def scope(dimension_sets, all_dimensions=DIMENSIONS) -> float:
     covered = set().union(*map(set, dimension_sets)) if dimension_sets else set()
     unknown = covered - set(all_dimensions)
     if unknown:
-        raise ValueError(f"unknown dimension(s) {sorted(unknown)}; known: {', '.join(all_dimensions)}")
+        raise ConfigError(f"unknown dimension(s) {sorted(unknown)}; known: {', '.join(all_dimensions)}")
     return len(covered) / len(all_dimensions)
 
 
@@ -144,9 +145,9 @@ def profile(calibration, model=None, k: float = 0.2, batch_tokens: int = 4096, p
     ``result["undefined"]``."""
     seqs = calibration.sequences if hasattr(calibration, "sequences") else list(calibration)
     if not seqs:
-        raise ValueError("empty calibration set: nothing to profile")
+        raise ConfigError("empty calibration set: nothing to profile")
     if not 0 < k <= 1:
-        raise ValueError(f"k must be a fraction in (0, 1], got {k}")
+        raise ConfigError(f"k must be a fraction in (0, 1], got {k}")
     dims = [s.get("dimensions") or ([s["dimension"]] if s.get("dimension") else []) for s in seqs]
     genres = [s.get("genre") for s in seqs]
     out = {"sequences": len(seqs), "volume": volume(len(s["input_ids"]) for s in seqs), "scope": scope(dims),

@@ -17,7 +17,9 @@ import itertools
 import json
 import os
 import platform
+import re
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .settings import atomic_write_bytes
-from .errors import ConfigError
+from .errors import CalibkitError, ConfigError
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 NO_CALIBRATION = "none"  # Magnitude ignores calibration data: one run per (model, sparsity), not per set
@@ -62,10 +64,167 @@ def run_key(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:20]
 
 
-# --- named parameter sets -------------------------------------------------------------------------
+# --- named parameter sets: a typed schema that refuses unknown keys and bad values up front ---------------------
+
+_RUN_KEYS = ("model", "suite", "limit", "n", "seqlen", "seeds", "tasks")  # top-level defaults, per-group overrides
+
+
+def _refuse_unknown(mapping: dict, allowed, where: str) -> None:
+    import difflib
+
+    for key in mapping:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SweepError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(sorted(allowed))}")
+
+
+def _int(value, where: str, lo: int, none_ok: bool = False) -> int | None:
+    if value is None and none_ok:
+        return None
+    if type(value) is not int or value < lo:  # bool, float (0.5), str are refused, never truncated
+        raise SweepError(f"{where}: expected an integer >= {lo}{' or null' if none_ok else ''}, got {value!r}")
+    return value
+
+
+def _strings(value, where: str) -> tuple[str, ...]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise SweepError(f"{where}: is empty")
+    for v in items:
+        if isinstance(v, (dict, list, bool)) or v is None:
+            raise SweepError(f"{where}: expected a value or a list of values, got {v!r}")
+    return tuple(str(v) for v in items)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings every run of a group shares (top-level defaults, overridden per group)."""
+    model: str
+    suite: str = "embedded"
+    limit: int | None = None
+    n: int = 128
+    seqlen: int = 2048
+    seeds: tuple[int, ...] = (0,)
+    tasks: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> RunSettings:
+        from .eval.harness import SUITES, suite
+
+        if not isinstance(d.get("model"), str) or not d["model"]:
+            raise SweepError(f"{where}.model: a model name or path is required, got {d.get('model')!r}")
+        name = d.get("suite", "embedded")
+        if name not in SUITES:
+            raise SweepError(f"{where}.suite: unknown suite {name!r}; known: {', '.join(SUITES)}")
+        seeds = d.get("seeds", 0)
+        seeds = tuple(_int(v, f"{where}.seeds", 0) for v in (seeds if isinstance(seeds, (list, tuple)) else [seeds]))
+        if not seeds:
+            raise SweepError(f"{where}.seeds: is empty")
+        tasks = d.get("tasks")
+        if tasks is not None:
+            tasks = _strings(tasks, f"{where}.tasks")
+            try:
+                suite(name, list(tasks))
+            except CalibkitError as e:
+                raise SweepError(f"{where}.tasks: {e}") from None
+        return cls(d["model"], name, _int(d.get("limit"), f"{where}.limit", 1, none_ok=True),
+                   _int(d.get("n", 128), f"{where}.n", 1), _int(d.get("seqlen", 2048), f"{where}.seqlen", 1),
+                   seeds, tasks)
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    calibration: tuple[str, ...]
+    methods: tuple[str, ...]
+    sparsities: tuple[str, ...]
+    settings: RunSettings
+
+    @classmethod
+    def from_dict(cls, name: str, d, defaults: dict, where: str) -> Group:
+        from .prune import METHODS, Sparsity
+
+        if not isinstance(d, dict):
+            raise SweepError(f"{where}: an experiment group must be a mapping, got {d!r}")
+        _refuse_unknown(d, ("calibration", "methods", "sparsities", *_RUN_KEYS), where)
+        for key in ("calibration", "methods", "sparsities"):
+            if d.get(key) in (None, [], ""):
+                raise SweepError(f"{where}.{key}: is missing or empty")
+        methods = _strings(d["methods"], f"{where}.methods")
+        for m in methods:
+            if m not in METHODS:
+                raise SweepError(f"{where}.methods: unknown method {m!r}; known: {', '.join(METHODS)}")
+        sparsities = _strings(d["sparsities"], f"{where}.sparsities")
+        for sp in sparsities:
+            try:
+                Sparsity.parse(sp)
+            except CalibkitError as e:
+                raise SweepError(f"{where}.sparsities: {e}") from None
+        calibration = _strings(d["calibration"], f"{where}.calibration")
+        for c in calibration:
+            _check_calibration(c, methods, f"{where}.calibration")
+        settings = RunSettings.from_dict(defaults | {k: v for k, v in d.items() if k in _RUN_KEYS}, where)
+        return cls(name, calibration, methods, sparsities, settings)
+
+
+def _check_calibration(calib: str, methods: tuple[str, ...], where: str) -> None:
+    from .data.calibration import parse_mix
+    from .data.sources import names as source_names
+
+    if calib == NO_CALIBRATION:
+        needing = [m for m in methods if m != "magnitude"]
+        if needing:
+            raise SweepError(f"{where}: {', '.join(needing)} need(s) calibration data, not {NO_CALIBRATION!r}")
+    elif calib.startswith("selfgen:"):
+        from .selfgen import METHODS as SELFGEN
+
+        if calib.removeprefix("selfgen:") not in SELFGEN:
+            raise SweepError(f"{where}: unknown self-generation method {calib!r}; "
+                             f"known: {', '.join('selfgen:' + m for m in SELFGEN)}")
+    elif calib not in source_names():
+        try:
+            parse_mix(calib)
+        except CalibkitError as e:
+            raise SweepError(f"{where}: {calib!r} is neither a source nor a mix ({e})") from None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    groups: tuple[Group, ...]
+    highest_sparsity: str | None = None
+    reference: str | None = None
+
+    @classmethod
+    def from_dict(cls, d, path: str | None = None) -> Profile:
+        from .prune import Sparsity
+
+        where = path or "sweep profile"
+        if not isinstance(d, dict):
+            raise SweepError(f"{where}: a sweep profile must be a mapping, got {type(d).__name__}")
+        _refuse_unknown(d, ("name", "description", "highest_sparsity", "reference", "experiments", "path",
+                            *_RUN_KEYS), where)
+        exps = d.get("experiments")
+        if not isinstance(exps, dict) or not exps:
+            raise SweepError(f"{where}: needs a non-empty 'experiments' mapping of groups")
+        defaults = {k: d[k] for k in _RUN_KEYS if k in d}
+        groups = tuple(Group.from_dict(str(g), spec, defaults, f"{where}: experiments.{g}") for g, spec in exps.items())
+        highest = d.get("highest_sparsity")
+        if highest is not None:
+            try:
+                highest = str(Sparsity.parse(highest))
+            except CalibkitError as e:
+                raise SweepError(f"{where}: highest_sparsity: {e}") from None
+        name = d.get("name", Path(path).stem if path else "sweep")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise SweepError(f"{where}: name must be a plain folder name (letters, digits, _ . -), got {name!r}")
+        return cls(name, groups, highest, d.get("reference"))
+
 
 def load_profile(name_or_path: str) -> dict:
-    """A named parameter set (``calibkit/profiles/<name>.yaml``: smoke | embedded | paper) or a YAML file."""
+    """A named parameter set (``calibkit/profiles/<name>.yaml``: smoke | embedded | paper) or a YAML file,
+    validated in full (``Profile.from_dict``: unknown keys and bad values are refused, naming the key)."""
     path = Path(name_or_path)
     if not path.is_file():
         path = PROFILE_DIR / f"{name_or_path}.yaml"
@@ -74,54 +233,25 @@ def load_profile(name_or_path: str) -> dict:
         raise SweepError(f"no sweep profile {name_or_path!r}: not a file, and not one of {', '.join(known)}")
     try:
         prof = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise SweepError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(prof, dict) or not isinstance(prof.get("experiments"), dict):
-        raise SweepError(f"{path}: a sweep profile needs a mapping with an 'experiments' mapping")
-    return prof | {"path": str(path), "name": prof.get("name", path.stem)}
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+    typed = Profile.from_dict(prof, str(path))
+    return prof | {"path": str(path), "name": typed.name}
 
 
 def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
     """Every run config of every experiment group, deduplicated, in a stable order.
 
-    Top-level keys are defaults (model, suite, limit, n, seqlen, seeds); each experiment group may override them
-    and lists ``calibration``, ``methods`` and ``sparsities``."""
-    from .data.calibration import parse_mix
-    from .data.sources import names as source_names
-    from .prune import METHODS, Sparsity
-
-    base = {k: v for k, v in profile.items() if k != "experiments"} | (overrides or {})
+    Top-level keys are defaults (model, suite, limit, n, seqlen, seeds, tasks); each experiment group may override
+    them and lists ``calibration``, ``methods`` and ``sparsities``. The whole profile is validated first."""
+    typed = Profile.from_dict({k: v for k, v in profile.items()} | (overrides or {}), profile.get("path"))
     out, seen = [], set()
-    for group, spec in profile["experiments"].items():
-        p = base | (spec or {})
-        for field_ in ("calibration", "methods", "sparsities"):
-            if not p.get(field_):
-                raise SweepError(f"experiment {group!r}: '{field_}' is missing or empty")
-        for calib, method, sparsity, seed in itertools.product(_as_list(p["calibration"]), _as_list(p["methods"]),
-                                                               _as_list(p["sparsities"]), _as_list(p.get("seeds", 0))):
-            if method not in METHODS:
-                raise SweepError(f"experiment {group!r}: unknown method {method!r}; known: {', '.join(METHODS)}")
-            Sparsity.parse(str(sparsity))
-            calib = str(calib)
+    for g in typed.groups:
+        st = g.settings
+        for calib, method, sparsity, seed in itertools.product(g.calibration, g.methods, g.sparsities, st.seeds):
             if method == "magnitude":
                 calib, seed = NO_CALIBRATION, 0
-            elif calib == NO_CALIBRATION:
-                raise SweepError(f"experiment {group!r}: {method} needs calibration data")
-            elif calib.startswith("selfgen:"):
-                from .selfgen import METHODS as SELFGEN
-
-                if calib.removeprefix("selfgen:") not in SELFGEN:
-                    raise SweepError(f"experiment {group!r}: unknown self-generation method {calib!r}; "
-                                     f"known: {', '.join('selfgen:' + m for m in SELFGEN)}")
-            elif calib not in source_names():
-                parse_mix(calib)  # unknown names fail here with the list of known ones
-            tasks = tuple(p["tasks"]) if p.get("tasks") else None
-            cfg = RunConfig(calib, int(p.get("n", 128)), int(p.get("seqlen", 2048)), int(seed), method,
-                            str(sparsity), str(p["model"]), str(p.get("suite", "embedded")), p.get("limit"), tasks)
+            cfg = RunConfig(calib, st.n, st.seqlen, seed, method, sparsity, st.model, st.suite, st.limit, st.tasks)
             if cfg not in seen:
                 seen.add(cfg)
                 out.append(cfg)
@@ -130,21 +260,79 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
 
 # --- the store ------------------------------------------------------------------------------------
 
+STORE_MARKER = ".calibkit-store"
+RECORD_FIELDS = ("key", "config", "calibration", "retention", "scores", "prune", "seconds")
+
+
+def checksum(record: dict) -> str:
+    """sha256 of a record's canonical JSON without its own ``checksum`` field."""
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class Store:
-    """``<root>/runs/<key>.json`` (complete runs only), ``<root>/profiles/<calibration key>.json``."""
+    """``<root>/runs/<key>.json`` (complete runs only), ``<root>/profiles/<calibration key>.json``.
+
+    Every file carries a checksum of its content and is parsed and checked when read: a truncated, edited or
+    otherwise invalid record is reported by path and counts as not done (the sweep recomputes it), never used."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.profiles = self.root / "profiles"
+        self.invalid: dict[str, str] = {}  # path -> why, for every invalid file met so far
+
+    def claim(self) -> None:
+        """Make ``root`` a store, refusing a non-empty folder that is not one (nothing of the user's is touched)."""
+        from .outputs import _check_parent
+
+        if self.root.exists() and not self.root.is_dir():
+            raise SweepError(f"store {self.root} exists and is not a folder")
+        if self.root.is_dir() and not (self.root / STORE_MARKER).is_file():
+            foreign = [p.name for p in self.root.iterdir() if p.name not in ("runs", "profiles")]
+            if foreign:
+                raise SweepError(f"store {self.root} is a non-empty folder that is not a calibkit store (it holds "
+                                 f"{', '.join(sorted(foreign)[:3])}); choose another --store")
+        _check_parent(self.root, "store")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / STORE_MARKER).touch()
 
     def path(self, cfg: RunConfig) -> Path:
         return self.runs / f"{cfg.key}.json"
 
+    def _read(self, path: Path, expect_key: str | None = None, fields=RECORD_FIELDS) -> dict | None:
+        """The record in ``path`` if it is valid; else None, with the reason kept in ``self.invalid``."""
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            return self._bad(path, f"unreadable or truncated ({e})")
+        if not isinstance(rec, dict):
+            return self._bad(path, "not a JSON object")
+        if "checksum" in rec and rec["checksum"] != checksum(rec):
+            return self._bad(path, "checksum mismatch (edited or damaged)")
+        missing = [f for f in fields if f not in rec]
+        if missing:
+            return self._bad(path, f"lacks {', '.join(missing)}")
+        if expect_key is not None and rec.get("key") != expect_key:
+            return self._bad(path, f"holds the record of run {rec.get('key')!r}, not {expect_key!r}")
+        return rec
+
+    def _bad(self, path: Path, why: str) -> None:
+        if str(path) not in self.invalid:
+            self.invalid[str(path)] = why
+            warnings.warn(f"invalid store file {path}: {why}; it is ignored and will be recomputed", RuntimeWarning,
+                          stacklevel=3)
+        return None
+
+    def get(self, cfg: RunConfig) -> dict | None:
+        path = self.path(cfg)
+        return self._read(path, cfg.key) if path.is_file() else None
+
     def done(self, cfg: RunConfig) -> bool:
-        return self.path(cfg).is_file()
+        return self.get(cfg) is not None
 
     def put(self, cfg: RunConfig, record: dict) -> Path:
+        record = record | {"checksum": checksum(record)}
         path = self.path(cfg)
         atomic_write_bytes(path, (json.dumps(record, indent=1, default=str) + "\n").encode())
         return path
@@ -152,11 +340,32 @@ class Store:
     def records(self) -> list[dict]:
         if not self.runs.is_dir():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.runs.glob("*.json"))]
+        out = []
+        for p in sorted(self.runs.glob("*.json")):
+            rec = self._read(p, p.stem)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def profile_path(self, calibration_key: str) -> Path:
+        return self.profiles / f"{calibration_key}.json"
+
+    def get_profile(self, calibration_key: str) -> dict | None:
+        path = self.profile_path(calibration_key)
+        return self._read(path, fields=("calibration",)) if path.is_file() else None
+
+    def put_profile(self, calibration_key: str, prof: dict) -> None:
+        prof = prof | {"checksum": checksum(prof)}
+        atomic_write_bytes(self.profile_path(calibration_key), (json.dumps(prof, indent=1) + "\n").encode())
+
+    def profile_records(self) -> list[dict]:
+        if not self.profiles.is_dir():
+            return []
+        return [r for p in sorted(self.profiles.glob("*.json")) if (r := self._read(p, fields=("calibration",)))]
 
     def clean_partial(self) -> int:
-        """Remove temp files a killed run left behind (they are never read as records)."""
-        stale = list(self.root.rglob(".*.tmp-*")) if self.root.is_dir() else []
+        """Remove temp files a killed run left behind in the store's own folders (never read as records)."""
+        stale = [p for d in (self.runs, self.profiles) if d.is_dir() for p in d.glob(".*.tmp-*")]
         for p in stale:
             p.unlink(missing_ok=True)
         return len(stale)
@@ -178,12 +387,12 @@ def _profile(cfg: RunConfig, cs, model, store: Store) -> dict | None:
 
     if cs is None:
         return None
-    path = store.profiles / f"{cfg.calibration_key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    cached = store.get_profile(cfg.calibration_key)
+    if cached is not None:
+        return cached
     prof = profile(cs, model, progress=False) | {"calibration": cfg.calibration, "n": cfg.n, "seqlen": cfg.seqlen,
                                                  "seed": cfg.seed, "model": cfg.model} | _calibration_info(cfg, cs)
-    atomic_write_bytes(path, (json.dumps(prof, indent=1) + "\n").encode())
+    store.put_profile(cfg.calibration_key, prof)
     return prof
 
 
@@ -242,10 +451,11 @@ def profile_sets(configs: list[RunConfig], store_root: str | os.PathLike, progre
     from .models import load_model
 
     store, todo, seen = Store(store_root), [], set()
+    store.claim()
     for c in configs:
         if c.calibration != NO_CALIBRATION and c.calibration_key not in seen:
             seen.add(c.calibration_key)
-            if not (store.profiles / f"{c.calibration_key}.json").is_file():
+            if store.get_profile(c.calibration_key) is None:
                 todo.append(c)
     models = {}
     for c in tqdm(todo, desc="profiles", unit="set", disable=not progress):
@@ -265,9 +475,7 @@ def profiles_table(store_root: str | os.PathLike):
     """One row per profiled calibration set: label, kind, pool, seed, the 7 metrics, and undefined reasons."""
     import pandas as pd
 
-    folder = Store(store_root).profiles
-    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    rows = [_with_label(r) for r in rows]
+    rows = [_with_label(r) for r in Store(store_root).profile_records()]
     cols = ["label", "kind", "pool", "calibration", "seed", "n", "seqlen", *PROFILE_METRICS]
     return pd.DataFrame([{k: r.get(k) for k in cols} | {"undefined": "; ".join(r.get("undefined", {}).values())}
                          for r in rows], columns=cols + ["undefined"])
@@ -280,6 +488,7 @@ def run_sweep(configs: list[RunConfig], store_root: str | os.PathLike, executor:
               ) -> dict:
     """Run every config whose record is missing. Returns {"done": n already there, "ran": n, "seconds": s}."""
     store = Store(store_root)
+    store.claim()
     store.clean_partial()
     todo = [c for c in configs if not store.done(c)]
     t0 = time.perf_counter()

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
+from ..outputs import atomic_dir
 from ..settings import atomic_write_bytes
 from . import sources as S
-from .readers import DataError, read_jsonl
+from .readers import DataError, _open_text, read_jsonl
 from .sources import CODE, COMMONSENSE, DIMENSIONS, GENERAL, MATH
 
 DEFAULT_SEQLEN = 2048  # Wanda/SparseGPT default for LLaMA-family models; the embedded profile uses less
@@ -43,7 +45,7 @@ NAMED_MIXES = {
 def pools(family: str) -> dict[str, list[str]]:
     """Dimension -> source names, partitioning a source family by primary dimension (study's §4)."""
     if family not in ("embedded", "study"):
-        raise ValueError(f"unknown pool family {family!r}; use 'embedded' or 'study'")
+        raise ConfigError(f"unknown pool family {family!r}; use 'embedded' or 'study'")
     out = {d: [] for d in DIMENSIONS}
     for s in S.SOURCES:
         if s.family == family:
@@ -74,23 +76,23 @@ def parse_mix(text: str) -> Spec:
     body, _, pool = text.partition("@")
     pool = pool or "embedded"
     if pool not in ("embedded", "study"):
-        raise ValueError(f"unknown pool family {pool!r} in mix {text!r}; use @embedded or @study")
+        raise ConfigError(f"unknown pool family {pool!r} in mix {text!r}; use @embedded or @study")
     body = body.strip().removeprefix("mix_")
     if body in NAMED_MIXES:
         weights, label = NAMED_MIXES[body], f"mix_{body}"
     elif body.startswith(("loo_", "no_")):
         dim = _DIM_ALIASES.get(body.split("_", 1)[1].lower())
         if dim is None:
-            raise ValueError(f"unknown dimension in {text!r}; use one of {', '.join(_DIM_ALIASES)}")
+            raise ConfigError(f"unknown dimension in {text!r}; use one of {', '.join(_DIM_ALIASES)}")
         weights, label = {d: (0 if d == dim else 1) for d in DIMENSIONS}, f"mix_loo_{dim.lower()}"
     elif re.fullmatch(r"[^:]+(:[^:]+){3}", body):
         try:
             values = [float(v) for v in body.split(":")]
         except ValueError:
-            raise ValueError(f"mix ratio {text!r} must be four numbers G:C:K:M") from None
+            raise ConfigError(f"mix ratio {text!r} must be four numbers G:C:K:M") from None
         weights, label = dict(zip(DIMENSIONS, values)), f"mix_{body.replace(':', '_')}"
     else:
-        raise ValueError(f"unknown mix {text!r}; known: {', '.join(mix_names())} (optionally @study)")
+        raise ConfigError(f"unknown mix {text!r}; known: {', '.join(mix_names())} (optionally @study)")
     _check_weights(weights)
     return Spec(weights=tuple(weights.items()), pool=pool, label=label + ("" if pool == "embedded" else f"@{pool}"))
 
@@ -103,9 +105,11 @@ def source_spec(name: str) -> Spec:
 def _check_weights(weights: dict) -> None:
     vals = list(weights.values())
     if any(not np.isfinite(v) or v < 0 for v in vals):
-        raise ValueError(f"mix weights must be finite and non-negative, got {weights}")
+        raise ConfigError(f"mix weights must be finite and non-negative, got {weights}")
+    if not np.isfinite(sum(vals)):
+        raise ConfigError(f"mix weights are too large (their sum overflows): {weights}; use small ratios like 4:3:3:3")
     if sum(vals) <= 0:
-        raise ValueError(f"mix weights sum to zero: {weights}")
+        raise ConfigError(f"mix weights sum to zero: {weights}")
 
 
 def allocate(n: int, weights: list[float]) -> list[int]:
@@ -119,10 +123,28 @@ def allocate(n: int, weights: list[float]) -> list[int]:
     return parts
 
 
+def check_sequence(rec: dict) -> str | None:
+    """The one validation of a calibration record: a non-empty flat list of integer token ids >= 0.
+    Returns a complaint naming the field, or None."""
+    ids = rec.get("input_ids")
+    if not isinstance(ids, list):
+        return f"field 'input_ids' must be a list of token ids, got {type(ids).__name__ if 'input_ids' in rec else 'nothing'}"
+    if not ids:
+        return "field 'input_ids' is empty"
+    for pos, t in enumerate(ids):
+        if type(t) is not int:  # bool, float (253.5), str ('253'), list (nested) are all refused
+            return f"field 'input_ids', position {pos}: token ids must be integers, got {t!r}"
+        if t < 0:
+            return f"field 'input_ids', position {pos}: token ids must be >= 0, got {t}"
+    return None
+
+
 @dataclass
 class CalibrationSet:
     sequences: list[dict]
     meta: dict = field(default_factory=dict)
+    origin: str | None = field(default=None, compare=False, repr=False)  # the file it was read from
+    lines: list[int] | None = field(default=None, compare=False, repr=False)  # its line per sequence
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -140,7 +162,8 @@ class CalibrationSet:
     def counts(self, key: str = "dimension") -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.sequences:
-            out[s[key]] = out.get(s[key], 0) + 1
+            value = s.get(key, "(none)")
+            out[value] = out.get(value, 0) + 1
         return out
 
     # --- export ---
@@ -154,14 +177,51 @@ class CalibrationSet:
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike) -> CalibrationSet:
+        """Read and validate a calibration file (see ``check_sequence``); errors name the file, line and field."""
         path = Path(path)
-        seqs = read_jsonl(path, check=lambda r: None if isinstance(r.get("input_ids"), list)
-                          else "a calibration record needs an 'input_ids' list")
+        if path.is_dir():
+            raise DataError(f"{path} is a folder; a calibration set is a .jsonl file")
+        first_len: list[int] = []
+
+        def check(rec: dict) -> str | None:
+            complaint = check_sequence(rec)
+            if complaint is None:
+                first_len[:] = first_len or [len(rec["input_ids"])]
+                if len(rec["input_ids"]) != first_len[0]:
+                    complaint = (f"'input_ids' has {len(rec['input_ids'])} tokens, the first sequence has "
+                                 f"{first_len[0]}; every sequence of a set must have the same length")
+            return complaint
+
+        seqs = read_jsonl(path, check=check)
         if not seqs:
-            raise DataError(f"{path}: empty calibration set")
+            raise DataError(f"{path}: empty calibration set (no sequences)")
         mp = meta_path(path)
-        meta = json.loads(mp.read_text()) if mp.is_file() else {}
-        return cls(seqs, meta)
+        meta = {}
+        if mp.is_file():
+            try:
+                meta = json.loads(mp.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DataError(f"{mp}: the set's metadata file is not valid JSON ({e}); fix or delete it") from None
+            if not isinstance(meta, dict):
+                raise DataError(f"{mp}: the set's metadata must be a JSON object")
+        with _open_text(path) as f:
+            lines = [i for i, line in enumerate(f, 1) if line.strip()]
+        return cls(seqs, meta, origin=str(path), lines=lines)
+
+    def where(self, i: int) -> str:
+        """``file:line`` of sequence ``i`` when the set was read from a file, else ``sequence i``."""
+        if self.origin and self.lines:
+            return f"{self.origin}:{self.lines[i]}"
+        return f"sequence {i}"
+
+    def check_vocab(self, vocab_size: int, model: str = "the model") -> None:
+        """Every token id must index the model's embedding table."""
+        for i, s in enumerate(self.sequences):
+            top = max(s["input_ids"])
+            if top >= vocab_size:
+                pos = s["input_ids"].index(top)
+                raise DataError(f"{self.where(i)}: field 'input_ids', position {pos}: token id {top} is outside the "
+                                f"vocabulary ({vocab_size} ids) of {model}; build the set with that model's tokenizer")
 
     def to_hf_dataset(self, tokenized_only: bool = False):
         """A ``datasets.Dataset`` with input_ids/attention_mask (plus text and provenance columns unless
@@ -176,20 +236,13 @@ class CalibrationSet:
         return datasets.Dataset.from_dict(cols)
 
 
-def save_hf_dataset(cs: CalibrationSet, out: str | os.PathLike, tokenized_only: bool = False) -> Path:
-    """``to_hf_dataset().save_to_disk(out)``, written to a temporary sibling first and renamed into place."""
-    import shutil
-
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+def save_hf_dataset(cs: CalibrationSet, out: str | os.PathLike, tokenized_only: bool = False,
+                    overwrite: bool = False) -> Path:
+    """``to_hf_dataset().save_to_disk(out)`` into a new folder (see ``calibkit.outputs``: an existing non-empty
+    folder is replaced only with ``overwrite`` and only when calibkit wrote it)."""
+    with atomic_dir(out, overwrite, inputs=[cs.origin], what="dataset folder") as tmp:
         cs.to_hf_dataset(tokenized_only=tokenized_only).save_to_disk(str(tmp))
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out)
 
 
 def meta_path(path: str | os.PathLike) -> Path:
@@ -253,9 +306,11 @@ def build(spec: Spec | str, n: int = 128, seqlen: int = DEFAULT_SEQLEN, seed: in
     if isinstance(spec, str):
         spec = source_spec(spec) if spec in S.names() else parse_mix(spec)
     if not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive number of sequences, got {n!r}")
+        raise ConfigError(f"n must be a positive number of sequences, got {n!r}")
     if not isinstance(seqlen, (int, np.integer)) or seqlen <= 0:
-        raise ValueError(f"seqlen must be a positive number of tokens, got {seqlen!r}")
+        raise ConfigError(f"seqlen must be a positive number of tokens, got {seqlen!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if tokenizer is None:
         from ..models import load_tokenizer
 

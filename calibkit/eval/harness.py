@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from unittest import mock
 from pathlib import Path
 
 from ..settings import atomic_write_bytes, cache_dir
@@ -100,8 +101,11 @@ def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None =
     sizes = set(counts.values())
     how = ({"limit": sizes.pop()} if len(sizes) == 1 else
            {"samples": {t.name: list(range(t.items)) for t in tasks}})
-    res = lm_eval.simple_evaluate(model=lm, tasks=[t.name for t in tasks], task_manager=tm, log_samples=False,
-                                  bootstrap_iters=0, verbosity="ERROR", confirm_run_unsafe_code=True, **how)
+    # lm-eval records the git commit of the *current directory* (``git describe``), which means nothing for calibkit
+    # and prints "fatal: not a git repository" outside a repository: that one lookup is skipped.
+    with mock.patch("lm_eval.evaluator.get_git_commit_hash", lambda: None):
+        res = lm_eval.simple_evaluate(model=lm, tasks=[t.name for t in tasks], task_manager=tm, log_samples=False,
+                                      bootstrap_iters=0, verbosity="ERROR", confirm_run_unsafe_code=True, **how)
     seconds = time.perf_counter() - t0
     scores = {}
     for t in tasks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..outputs import atomic_dir
 from .engine import METHODS, PruneError, decoder_layers, layer_linears, prune_model
 from .report import PruneReport
 from .sparsity import Sparsity
@@ -17,16 +18,18 @@ def prune(model, calibration=None, method: str = "wanda", sparsity="0.5", **opti
     return prune_model(model, calibration, method, sparsity, **options)
 
 
-def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | None = None) -> Path:
-    """``save_pretrained`` (safetensors) of model and tokenizer, plus ``prune_report.json``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-    if report is not None:
-        report.save(out / REPORT_NAME)
-    return out
+def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | None = None, *,
+                overwrite: bool = False, inputs=()) -> Path:
+    """``save_pretrained`` (safetensors) of model and tokenizer, plus ``prune_report.json``, into a new folder
+    (``calibkit.outputs``: never into an input, and an existing non-empty folder only with ``overwrite`` when
+    calibkit wrote it). The folder appears complete or not at all."""
+    with atomic_dir(out, overwrite, inputs=inputs, what="output folder") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if report is not None:
+            report.save(tmp / REPORT_NAME)
+    return Path(out)
 
 
 __all__ = ["METHODS", "PruneError", "PruneReport", "Sparsity", "decoder_layers", "layer_linears", "prune",

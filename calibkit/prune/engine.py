@@ -26,7 +26,7 @@ from .report import ModuleRecord, PruneReport
 from .sparsegpt import sparsegpt_prune_many
 from .sparsity import Sparsity
 from .wanda import wanda_prune
-from ..errors import CalibkitError
+from ..errors import CalibkitError, ConfigError
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
 
@@ -78,6 +78,13 @@ def _hooks(handles: list):
 
 def _first_tensor(out):
     return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def check_finite(weight: torch.Tensor, where: str, when: str) -> None:
+    """Stop on NaN/inf weights: a pruner must never write (or start from) a damaged matrix."""
+    bad = ~torch.isfinite(weight)
+    if bad.any():
+        raise PruneError(f"{where}: {int(bad.sum())} non-finite (NaN/inf) weight(s) {when}")
 
 
 # --- the engine --------------------------------------------------------------------------------------------------
@@ -137,14 +144,15 @@ def prune_model(model: nn.Module, calibration, method: str, sparsity, *, device=
     recon_tokens: calibration tokens (evenly spaced) on which ||WX - W'X||^2 / ||WX||^2 is measured; 0 = skip.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
+        raise ConfigError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
     sp = Sparsity.parse(sparsity)
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ids = _calibration_ids(calibration, method)
     layers_name, layers = decoder_layers(model)
-    for i, layer in enumerate(layers):  # refuse bad shapes before any work
+    for i, layer in enumerate(layers):  # refuse bad shapes and damaged weights before any work
         for name, lin in layer_linears(layer).items():
             sp.check_columns(lin.in_features, f"{layers_name}.{i}.{name}")
+            check_finite(lin.weight.data, f"{layers_name}.{i}.{name}", "before pruning (nothing was changed)")
     report = PruneReport.start(model, model_name, method, sp, ids, dict(
         blocksize=blocksize, percdamp=percdamp, batch_tokens=batch_tokens, recon_tokens=recon_tokens,
         device=str(device), dtype=str(next(model.parameters()).dtype).removeprefix("torch.")))
@@ -154,6 +162,7 @@ def prune_model(model: nn.Module, calibration, method: str, sparsity, *, device=
             for name, lin in layer_linears(layer).items():
                 t0 = time.perf_counter()
                 w, _ = magnitude_prune(lin.weight.data, sp)
+                check_finite(w, f"{layers_name}.{i}.{name}", "after pruning")
                 lin.weight.data.copy_(w)
                 report.timing["solve"] += time.perf_counter() - t0
                 report.modules.append(ModuleRecord.of(f"{layers_name}.{i}.{name}", lin.weight))
@@ -175,11 +184,11 @@ def prune_model(model: nn.Module, calibration, method: str, sparsity, *, device=
 def _calibration_ids(calibration, method: str) -> torch.Tensor | None:
     if calibration is None:
         if method != "magnitude":
-            raise ValueError(f"{method} needs calibration data")
+            raise ConfigError(f"{method} needs calibration data")
         return None
     ids = calibration.input_ids if hasattr(calibration, "input_ids") else torch.as_tensor(calibration)
     if ids.ndim != 2 or ids.numel() == 0:
-        raise ValueError(f"calibration token ids must be a non-empty [sequences, length] array, got {tuple(ids.shape)}")
+        raise ConfigError(f"calibration token ids must be a non-empty [sequences, length] array, got {tuple(ids.shape)}")
     return ids.long()
 
 
@@ -245,6 +254,7 @@ def _run(model, layers_name, layers, ids, method, sp, device, blocksize, percdam
             new, extra = _prune_group(method, mods, st, sp, blocksize, percdamp)
             group_warnings = extra.pop("warnings", [])
             for k, (name, mod, w) in enumerate(zip(names, mods, new)):
+                check_finite(w, f"{prefix}.{name}", "after pruning")
                 mod.weight.data.copy_(w)
                 err = _recon_error(originals[k], mod.weight.data, st.samples) if originals else None
                 report.modules.append(ModuleRecord.of(f"{prefix}.{name}", mod.weight, err, **extra))

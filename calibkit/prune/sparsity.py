@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 NM_PATTERNS = ((2, 4), (4, 8), (8, 16))
 
 
@@ -33,15 +35,15 @@ class Sparsity:
         try:
             f = float(fraction)
         except (TypeError, ValueError):
-            raise ValueError(f"sparsity must be a number in [0, 1), got {fraction!r}") from None
+            raise ConfigError(f"sparsity must be a number in [0, 1), got {fraction!r}") from None
         if not (0.0 <= f < 1.0) or math.isnan(f):
-            raise ValueError(f"sparsity must be in [0, 1), got {fraction!r}")
+            raise ConfigError(f"sparsity must be in [0, 1), got {fraction!r}")
         return cls(f)
 
     @classmethod
     def nm(cls, n: int, m: int) -> Sparsity:
         if not (isinstance(n, int) and isinstance(m, int)) or not (0 < n < m):
-            raise ValueError(f"invalid N:M pattern {n}:{m}: need integers 0 < N < M (e.g. 2:4, 4:8, 8:16)")
+            raise ConfigError(f"invalid N:M pattern {n}:{m}: need integers 0 < N < M (e.g. 2:4, 4:8, 8:16)")
         return cls(n / m, n, m)
 
     @classmethod
@@ -57,17 +59,17 @@ class Sparsity:
             try:
                 return cls.nm(int(a), int(b))
             except ValueError as e:
-                raise ValueError(f"invalid N:M pattern {text!r}: {e}") from None
+                raise ConfigError(f"invalid N:M pattern {text!r}: {e}") from None
         if s.endswith("%"):
             try:
                 return cls.unstructured(float(s[:-1]) / 100)
             except ValueError:
-                raise ValueError(f"sparsity must be in [0, 1) or 0-100%, got {text!r}") from None
+                raise ConfigError(f"sparsity must be in [0, 1) or 0-100%, got {text!r}") from None
         return cls.unstructured(s)
 
     def check_columns(self, columns: int, what: str = "matrix") -> None:
         if self.is_nm and columns % self.m:
-            raise ValueError(f"{what}: {columns} input columns are not a multiple of M={self.m} for {self}")
+            raise ConfigError(f"{what}: {columns} input columns are not a multiple of M={self.m} for {self}")
 
 
 def _lowest(score: torch.Tensor, k: int) -> torch.Tensor:
@@ -112,7 +114,7 @@ def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Remove the ``n`` lowest-scoring weights of every group of ``m`` consecutive input columns."""
     rows, cols = score.shape
     if cols % m:
-        raise ValueError(f"{cols} columns are not a multiple of M={m}")
+        raise ConfigError(f"{cols} columns are not a multiple of M={m}")
     return _lowest(score.reshape(rows, cols // m, m), n).view(rows, cols)
 
 

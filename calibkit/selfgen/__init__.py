@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import ConfigError
+
 METHODS = ("selfcal", "sgs", "igsp", "igsp-no-multi", "igsp-no-band", "igsp-no-diversity")
 PREFIX = "selfgen:"
 
@@ -28,9 +30,9 @@ def build(method: str, model, tokenizer, n: int, seqlen: int, seed: int = 0, mod
 
     method = method.removeprefix(PREFIX)
     if method not in METHODS:
-        raise ValueError(f"unknown self-generation method {method!r}; known: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown self-generation method {method!r}; known: {', '.join(METHODS)}")
     if n <= 0 or seqlen < 2:
-        raise ValueError(f"need n > 0 and seqlen >= 2, got n={n}, seqlen={seqlen}")
+        raise ConfigError(f"need n > 0 and seqlen >= 2, got n={n}, seqlen={seqlen}")
     if method == "selfcal":
         seqs, meta = selfcal(model, tokenizer, n, seqlen, seed, model_name, progress, **params)
     elif method == "sgs":
