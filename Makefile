@@ -9,7 +9,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
-.PHONY: setup assets model test reproduce demo bench clean-venv
+.PHONY: setup assets model sandbox-tool test reproduce demo bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ assets: setup
 model: assets
 	$(BIN)/python -c "from calibkit.models import embedded_checkpoint; print(embedded_checkpoint())"
 
+# Generated code (HumanEval/MBPP in the paper suite) only runs inside bubblewrap (calibkit/eval/sandbox.py);
+# installed from Debian's packages where missing (as root), else a clear message.
+sandbox-tool:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+	  || { echo "code evaluation needs bubblewrap: apt-get install bubblewrap" >&2; exit 1; }
+
 # pytest + nbval: every notebook executed with its default parameters (the `smoke` profile).
-test: model
+test: model sandbox-tool
 	CALIBKIT_TEST_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks
 
@@ -64,7 +71,7 @@ reproduce: model
 demo: model
 	mkdir -p reports/demo
 	$(BIN)/calibkit sources > reports/demo/sources.txt
-	$(BIN)/calibkit build --mix balanced --n 128 --seqlen 256 --seed 0 --out reports/demo/mix_balanced.jsonl
+	$(BIN)/calibkit build --mix balanced --n 128 --seqlen 256 --seed 0 --out reports/demo/mix_balanced.jsonl --overwrite
 	$(BIN)/calibkit inspect reports/demo/mix_balanced.jsonl --show 2 > reports/demo/mix_balanced.txt
 	@cat reports/demo/mix_balanced.txt | head -20
 

@@ -82,6 +82,13 @@ def _selfgen(text: str) -> str:
     return method
 
 
+def _suite(text: str) -> str:
+    from .eval.harness import suite
+
+    suite(text)
+    return text
+
+
 def _source(text: str):
     from .data.calibration import source_spec
 
@@ -283,9 +290,10 @@ def _print_scores(res: dict) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .eval.harness import evaluate
+    from .eval.harness import evaluate, suite
     from .models import load_model
 
+    suite(args.suite, args.tasks)  # unknown tasks are refused before the model loads
     model, tok = load_model(args.model, device=args.device or "cpu")
     res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks) | {
         "model": args.model}
@@ -324,10 +332,11 @@ def cmd_sweep(args) -> int:
 def cmd_retention(args) -> int:
     from transformers import AutoConfig
 
-    from .eval.harness import check_same_architecture, dense_scores, evaluate
+    from .eval.harness import check_same_architecture, dense_scores, evaluate, suite
     from .eval.retention import across_seeds, retention
     from .models import load_model, resolve
 
+    suite(args.suite, args.tasks)
     for d in args.pruned:
         if not (Path(d) / "config.json").is_file():
             raise ConfigError(f"--pruned {d}: not a checkpoint folder (no config.json); give the --out folder of "
@@ -363,7 +372,7 @@ def cmd_retention(args) -> int:
 
 
 def _eval_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", default="embedded",
+    p.add_argument("--suite", default="embedded", type=_typed(_suite, "suite"),
                    help="embedded (offline assets) or paper (the study's 8 benchmarks; CALIBKIT_DATA_DIR or hub)")
     p.add_argument("--limit", type=_int_at_least(1), help="items per task (default: the suite's own sizes)")
     p.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],

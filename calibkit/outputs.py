@@ -68,7 +68,7 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False, inputs=(),
     path = _resolved(out)
     _check_inputs(path, inputs, what)
     if path == Path(path.anchor) or path == _resolved("~"):
-        raise OutputError(f"refusing to use {path} as the {what}")
+        raise OutputError(f"refusing to use {out} ({path}) as the {what}: give a new folder for calibkit's output")
     if path.exists() or path.is_symlink():
         if not path.is_dir() or path.is_symlink():
             raise OutputError(f"{what} {out} exists and is not a folder; choose another path")

@@ -111,3 +111,44 @@ def test_findings_on_a_hand_built_table():
     assert t[(t.metric == "volume")]["rho"].isna().all()  # constant metric: no ranking
     df.loc[(df.label == "mix_balanced") & (df.method == "sparsegpt"), "S_total"] = 0.40
     assert A.findings(df, "0.6")["F3"]["holds"] is False
+
+
+def test_damaged_store_records_are_reported_and_recomputed(tmp_path):
+    prof = TINY | {"experiments": {"m": {"calibration": ["ptb"], "methods": ["magnitude", "wanda"],
+                                         "sparsities": ["0.5"]}}}
+    configs = sweep.expand(prof)
+    store = tmp_path / "store"
+    assert sweep.run_sweep(configs, store, progress=False)["ran"] == 2
+    truncated, edited = (sweep.Store(store).path(c) for c in configs)
+    good = {p: json.loads(p.read_text()) for p in (truncated, edited)}
+    truncated.write_text(truncated.read_text()[:200])  # a half-written file: must not count as done
+    rec = json.loads(edited.read_text())
+    rec["retention"]["total"] = 9.99  # a hand-edited number: the checksum no longer matches
+    edited.write_text(json.dumps(rec))
+    with pytest.warns(RuntimeWarning) as caught:
+        table = sweep.results_table(store)
+    assert table.empty  # neither damaged record is used
+    said = " ".join(str(w.message) for w in caught)
+    assert str(truncated) in said and "truncated" in said and str(edited) in said and "checksum" in said
+    with pytest.warns(RuntimeWarning):
+        res = sweep.run_sweep(configs, store, progress=False)
+    assert res["ran"] == 2 and res["done"] == 0
+    for p in (truncated, edited):
+        again = json.loads(p.read_text())
+        assert again["retention"] == good[p]["retention"] and again["checksum"] == sweep.checksum(again)
+    assert len(sweep.results_table(store)) == 2
+
+
+def test_store_refuses_a_foreign_folder_and_cleans_only_its_own_temp_files(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / ".notes.tmp-1").write_text("a user's file that looks like a temp file")
+    with pytest.raises(sweep.SweepError, match="not a calibkit store"):
+        sweep.Store(foreign).claim()
+    store = sweep.Store(tmp_path / "store")
+    store.claim()
+    (store.root / ".x.tmp-9").write_text("not in runs/ or profiles/: not the store's")
+    store.runs.mkdir()
+    (store.runs / ".abc.json.tmp-9").write_text("{")
+    assert store.clean_partial() == 1
+    assert (store.root / ".x.tmp-9").exists() and (foreign / ".notes.tmp-1").exists()
