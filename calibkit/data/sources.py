@@ -21,10 +21,19 @@ from functools import lru_cache
 from pathlib import Path
 
 from .. import assets
-from ..settings import atomic_write_bytes, cache_dir, data_dir
+from ..settings import atomic_write_bytes, cache_dir, cache_note, data_dir, read_cache_json
 from . import formatters as fmt
 from . import readers as rd
+from ..errors import ConfigError
 from .readers import DataError
+
+
+class UnknownSource(ConfigError, KeyError):
+    """A source name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
 
 GENERAL, COMMONSENSE, CODE, MATH = "General", "Commonsense", "Code", "Math"
 DIMENSIONS = (GENERAL, COMMONSENSE, CODE, MATH)
@@ -217,7 +226,12 @@ def _codeio(paths):
 
 
 def _gsm_symbolic(paths):
-    return rd.gsm_symbolic_problems(paths[:2], paths[2], n=3000)
+    # the templates are executed: each file only from bytes that match its asset's pinned sha256
+    pinned = {a.path: a.sha256 for a in map(assets.get, _GSM_SYMBOLIC_KEYS)}
+    return rd.gsm_symbolic_problems(paths[:2], paths[2], n=3000, sha256=pinned)
+
+
+_GSM_SYMBOLIC_KEYS = ("gsm-symbolic-00-49", "gsm-symbolic-50-99", "gsm-symbolic-utils")
 
 
 def _bigbench(paths):
@@ -336,8 +350,7 @@ SOURCES: tuple[Source, ...] = (
            embedded=Embedded(("gsm8k-test",), _gsm8k_asset, fmt.question_answer), eval_fraction=0.25),
     Source("gsm-symbolic", (MATH,), "math-word-problem", "embedded",
            "GSM-Symbolic problems generated (seeded) from reasoning-gym's 100 templates",
-           embedded=Embedded(("gsm-symbolic-00-49", "gsm-symbolic-50-99", "gsm-symbolic-utils"),
-                             _gsm_symbolic, fmt.question_answer)),
+           embedded=Embedded(_GSM_SYMBOLIC_KEYS, _gsm_symbolic, fmt.question_answer)),
 )
 
 _BY_NAME = {s.name: s for s in SOURCES}
@@ -351,7 +364,7 @@ def get(name: str) -> Source:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown source {name!r}; known sources: {', '.join(_BY_NAME)}") from None
+        raise UnknownSource(f"unknown source {name!r}; known sources: {', '.join(_BY_NAME)}") from None
 
 
 @lru_cache(maxsize=64)
@@ -374,19 +387,66 @@ def _load(name: str, root: str | None) -> tuple[tuple[dict, ...], Callable[[dict
     raise DataError(f"source {name!r} has no road to its data")
 
 
-PARSER_VERSION = 1  # bump when an embedded reader changes what it returns
+# bump when an embedded reader changes what it returns (2: the file records the sha256 of the assets it came from)
+PARSER_VERSION = 2
+
+
+def _asset_hashes(keys: tuple[str, ...], paths: list[Path]) -> dict[str, str]:
+    """sha256 of each asset file now (memoised per process, so free after ``assets.require``); a file that differs
+    from its pinned checksum raises, so records are only ever derived from verified bytes."""
+    out = {}
+    for key, path in zip(keys, paths):
+        asset = assets.get(key)
+        try:
+            out[key] = assets.file_sha256(path)
+        except OSError as e:
+            raise assets.AssetError(f"asset {key!r}: cannot read {path} ({e.strerror or e}); "
+                                    f"run `calibkit assets fetch {key}`") from e
+        if out[key] != asset.sha256:
+            raise assets.AssetError(assets.mismatch_message(asset, path, out[key]))
+    return out
+
+
+def _read_parsed(cached: Path, name: str, hashes: dict[str, str]) -> tuple[dict, ...] | None:
+    """Records of a parsed-record cache file, or None (with a one-line note on stderr when the file exists but is
+    unreadable, malformed or derived from other asset bytes than ``hashes``: it is then derived again)."""
+    what = "parsed-record cache"
+    data = read_cache_json(cached, what)
+    if data is None:
+        return None
+    if not (isinstance(data, dict) and data.get("parser_version") == PARSER_VERSION and data.get("source") == name
+            and isinstance(data.get("assets"), dict) and isinstance(data.get("records"), list)
+            and all(isinstance(r, dict) for r in data["records"])):
+        cache_note(cached, what, "does not have the layout this calibkit writes")
+        return None
+    if data["assets"] != hashes:
+        theirs = ", ".join(f"{k}={str(h)[:12]}" for k, h in sorted(data["assets"].items()))
+        cache_note(cached, what, f"was derived from other asset bytes ({theirs}) than the verified assets")
+        return None
+    return tuple(data["records"])
 
 
 def _parsed_asset_records(src: Source, paths: list[Path]) -> tuple[dict, ...]:
-    """Parse an embedded source once and keep the records as JSON next to the assets (keyed by the
-    assets' checksums and the parser version); parsing the Wikipedia dump takes seconds, reading JSON not."""
-    key = hashlib.sha256(f"{PARSER_VERSION}:{src.name}:{[assets.get(k).sha256 for k in src.embedded.asset_keys]}"
+    """Parse an embedded source once and keep the records as JSON next to the assets (file named by the assets'
+    pinned checksums and the parser version); parsing the Wikipedia dump takes seconds, reading JSON not.
+
+    The file records the sha256 of the asset files the records were derived from; it is used only while those match
+    the verified assets, and derived again (with a note on stderr) when they differ or the file is damaged."""
+    keys = src.embedded.asset_keys
+    key = hashlib.sha256(f"{PARSER_VERSION}:{src.name}:{[assets.get(k).sha256 for k in keys]}"
                          .encode()).hexdigest()[:16]
     cached = cache_dir() / "parsed" / f"{src.name}-{key}.json"
-    if cached.is_file():
-        return tuple(json.loads(cached.read_text()))
+    hashes = _asset_hashes(keys, paths)
+    recs = _read_parsed(cached, src.name, hashes)
+    if recs is not None:
+        return recs
+    before = [assets.file_signature(p) for p in paths]
     recs = src.embedded.read(paths)
-    atomic_write_bytes(cached, json.dumps(recs, ensure_ascii=False).encode())
+    if [assets.file_signature(p) for p in paths] != before:
+        raise assets.AssetError(f"asset file(s) of source {src.name!r} ({', '.join(map(str, paths))}) changed while "
+                                "they were parsed; nothing was cached. Run `calibkit assets verify` and try again")
+    payload = {"source": src.name, "parser_version": PARSER_VERSION, "assets": hashes, "records": recs}
+    atomic_write_bytes(cached, json.dumps(payload, ensure_ascii=False).encode())
     return tuple(recs)
 
 
@@ -399,7 +459,7 @@ def _in_eval_part(name: str, rec: dict, fraction: float) -> bool:
 def records(name: str, part: str = "calibration") -> list[dict]:
     """Raw records of a source: ``part`` = 'calibration' | 'evaluation' | 'all'."""
     if part not in ("calibration", "evaluation", "all"):
-        raise ValueError(f"part must be calibration, evaluation or all, not {part!r}")
+        raise ConfigError(f"part must be calibration, evaluation or all, not {part!r}")
     src = get(name)
     root = data_dir()
     recs, _, _ = _load(name, str(root) if root else None)
