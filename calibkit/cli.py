@@ -495,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"calibkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `calibkit ... | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

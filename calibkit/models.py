@@ -23,7 +23,7 @@ import torch
 
 from . import assets
 from .settings import cache_dir, writable_cache_dir
-from .errors import CalibkitError
+from .errors import CalibkitError, ConfigError
 
 EMBEDDED_DEFAULT = "smollm2-135m"
 EMBEDDED = {EMBEDDED_DEFAULT: "smollm2-135m-instruct.gguf"}
@@ -48,7 +48,7 @@ def _dtype(dtype) -> torch.dtype:
         return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+        raise ConfigError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
 
 
 _MANIFEST = ".complete"
@@ -166,11 +166,41 @@ def _install(tmp: Path, out: Path, asset: assets.Asset) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else the user typed is meant as a local path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.path.exists(name)
+
+
 def resolve(name_or_path: str) -> str:
-    """Map a model name to what ``from_pretrained`` takes (embedded names become cache directories)."""
+    """Map a model name to what ``from_pretrained`` takes (embedded names become cache directories). A local path
+    that is not a folder is refused here, before any hub lookup could blur the message."""
     if name_or_path in EMBEDDED:
         return str(embedded_checkpoint(name_or_path))
+    if not os.path.isdir(name_or_path) and _looks_like_path(name_or_path):
+        why = "is a file, not a checkpoint folder" if os.path.exists(name_or_path) else "does not exist"
+        raise ModelLoadError(f"model folder {name_or_path} {why}; give a folder written by save_pretrained "
+                             f"(e.g. the --out of `calibkit prune`), an embedded model ({', '.join(EMBEDDED)}) or a "
+                             "hub id (org/name)")
     return name_or_path
+
+
+def identity(name_or_path: str, seed: int = 0) -> dict:
+    """What a model's outputs depend on, for cache keys (never the name as typed): a tiny model's recipe, an embedded
+    model's asset hash, a local folder's resolved path, config and weight files (name, size, mtime), a hub id."""
+    if name_or_path in TINY:
+        return {"tiny": name_or_path, "seed": seed, "shape": TINY_SHAPE}
+    if name_or_path in EMBEDDED:
+        return {"embedded": name_or_path, "asset_sha256": assets.get(EMBEDDED[name_or_path]).sha256}
+    if os.path.isdir(name_or_path):
+        import hashlib
+
+        folder = Path(name_or_path).resolve()
+        config = folder / "config.json"
+        weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf"))
+        return {"path": str(folder),
+                "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+                "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
+    return {"hub": name_or_path}
 
 
 def load_tokenizer(name_or_path: str = EMBEDDED_DEFAULT):

@@ -118,3 +118,22 @@ def test_paper_suite_end_to_end_on_a_tiny_model(shared_data_dir):
     assert set(res["scores"]) == set(PAPER_SIZES)
     assert all(0.0 <= v <= 1.0 for v in res["scores"].values())
     assert res["lower_is_better"] == []
+
+
+def test_dense_cache_is_keyed_by_the_model_not_the_typed_name(tmp_path, monkeypatch, capsys):
+    """Two projects each with a ./base of their own: the second must not reuse the first one's dense scores."""
+    tok = load_model("tiny-llama")[1]
+    for project, seed in (("a", 1), ("b", 2)):
+        (tmp_path / project).mkdir()
+        save_pruned(tiny_model("tiny-llama", seed=seed), tok, tmp_path / project / "base")
+        save_pruned(tiny_model("tiny-llama", seed=seed), tok, tmp_path / project / "copy")  # the same weights
+    dense = {}
+    for project in ("a", "b"):
+        monkeypatch.chdir(tmp_path / project)
+        assert main(["retention", "--base", "./base", "--pruned", "copy", "--limit", "2", "--tasks",
+                     "ck_ptb_bpb,ck_gsm8k_bpb", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert not out["dense"]["cached"], f"project {project} reused another model's dense scores"
+        assert out["runs"][0]["total"] == pytest.approx(1.0)  # an unpruned copy retains everything
+        dense[project] = out["dense"]["scores"]
+    assert dense["a"] != dense["b"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from unittest import mock
 from pathlib import Path
 
-from ..settings import atomic_write_bytes, cache_dir
+from ..settings import atomic_write_bytes, cache_dir, read_cache_json
 from ..errors import CalibkitError
 
 TASK_DIR = Path(__file__).with_name("tasks")
@@ -123,10 +123,15 @@ def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None =
 def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int | None = None,
                  refresh: bool = False, tasks: list[str] | None = None) -> dict:
     """Cached evaluation of an unpruned model; ``load()`` returns (model, tokenizer) when the cache misses."""
-    key = hashlib.sha256(json.dumps([model_name, suite_name, item_counts(suite_name, limit, tasks)]).encode()).hexdigest()[:16]
+    from ..models import identity
+
+    # keyed by what the model *is* (content), never by the name as typed: ./base in two folders are two models
+    key = hashlib.sha256(json.dumps([identity(model_name), suite_name, item_counts(suite_name, limit, tasks)])
+                         .encode()).hexdigest()[:16]
     path = cache_dir() / "eval" / f"dense-{key}.json"
-    if path.is_file() and not refresh:
-        return json.loads(path.read_text()) | {"cached": str(path)}
+    cached = None if refresh else read_cache_json(path, "dense-score cache")
+    if isinstance(cached, dict) and isinstance(cached.get("scores"), dict):
+        return cached | {"cached": str(path)}
     model, tok = load()
     res = evaluate(model, tok, suite_name, limit, tasks=tasks) | {"model": model_name}
     atomic_write_bytes(path, (json.dumps(res, indent=2) + "\n").encode())

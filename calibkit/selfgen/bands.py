@@ -8,11 +8,12 @@ another model.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 
-from ..settings import atomic_write_bytes, cache_dir
+from ..settings import atomic_write_bytes, cache_dir, read_cache_json
 
 STUDY_BANDS = {"General": (5.0, 12.0), "Commonsense": (4.0, 8.0), "Code": (2.0, 4.5), "Math": (2.0, 4.0)}
 
@@ -22,10 +23,14 @@ def measure_bands(model, tokenizer, seqlen: int, model_name: str, per_source: in
     from ..data.calibration import draw_source, pools
     from . import perplexities
 
-    key = f"{model_name}-{seqlen}-{per_source}-{quantiles[0]}-{quantiles[1]}-{seed}".replace("/", "_")
+    from ..models import identity
+
+    key = hashlib.sha256(json.dumps([identity(model_name), seqlen, per_source, list(quantiles), seed],
+                                    sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / "selfgen" / f"bands-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    cached = read_cache_json(path, "perplexity-band cache")
+    if isinstance(cached, dict) and isinstance(cached.get("bands"), dict):
+        return cached
     out = {"bands": {}, "sources": {}, "quantiles": list(quantiles), "per_source": per_source, "seqlen": seqlen,
            "study_bands": STUDY_BANDS}
     for dim, names in pools("embedded").items():

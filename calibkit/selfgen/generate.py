@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..settings import atomic_write_bytes, cache_dir
+from ..settings import atomic_write_bytes, cache_dir, read_cache_json
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,14 @@ def generate(model, tokenizer, prompts: list[list[int]], new_tokens: int, sampli
 def cached_pool(key: dict, make) -> dict:
     """``make()`` once per ``key`` (a JSON-able description: model, method, parameters, seed); kept as JSON in
     ``$CALIBKIT_CACHE/selfgen/``."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    from ..models import identity
+
+    ident = key | ({"model_identity": identity(key["model"])} if isinstance(key.get("model"), str) else {})
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = cache_dir() / "selfgen" / f"{key.get('method', 'pool')}-{digest}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    cached = read_cache_json(path, "self-generation pool cache")
+    if isinstance(cached, dict) and "key" in cached:
+        return cached
     t0 = time.perf_counter()
     pool = make()
     pool = pool | {"key": key, "seconds": time.perf_counter() - t0}
