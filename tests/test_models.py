@@ -27,8 +27,11 @@ def test_load_model_tiny_comes_with_tokenizer():
 
 
 def test_unknown_names_fail_clearly(tmp_path):
-    with pytest.raises(models.ModelLoadError, match="neither an embedded model"):
+    with pytest.raises(models.ModelLoadError, match="no-such-dir does not exist"):  # a path, not a hub id
         models.load_model(str(tmp_path / "no-such-dir"))
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(models.ModelLoadError, match="is a file, not a checkpoint folder"):
+        models.load_model(str(tmp_path / "weights.bin"))
     with pytest.raises(ValueError, match="unknown dtype"):
         models.load_model("tiny-llama", dtype="int3")
 
