@@ -259,3 +259,9 @@ def test_bad_input_is_refused_cleanly(world, monkeypatch, capsys, argv, needle):
 
 def test_battery_size():
     assert len(CASES) >= 60
+
+
+def test_records_without_optional_fields_are_counted_not_a_crash(world, monkeypatch, capsys):
+    monkeypatch.chdir(world)
+    assert main(["inspect", "nodim.jsonl", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_dimension"] == {"General": 1, "(none)": 1}
