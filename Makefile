@@ -9,7 +9,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
-.PHONY: setup assets model sandbox-tool test reproduce demo bench clean-venv
+.PHONY: setup assets model sandbox-tool browser-tool test lab reproduce demo bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,10 +32,26 @@ sandbox-tool:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
 	  || { echo "code evaluation needs bubblewrap: apt-get install bubblewrap" >&2; exit 1; }
 
+# tests/test_lab.py opens a notebook in headless Chromium; Debian's package, installed where missing (as root).
+browser-tool:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "the JupyterLab browser check needs chromium: apt-get install chromium" >&2; exit 1; }
+
 # pytest + nbval: every notebook executed with its default parameters (the `smoke` profile).
-test: model sandbox-tool
+test: model sandbox-tool browser-tool
 	CALIBKIT_TEST_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider notebooks
+
+# JupyterLab on notebooks/ (README, "Reading the notebooks in JupyterLab"): the notebooks' `python3` kernel is this
+# project's .venv (its kernelspec rewritten to .venv/bin/python). Serves on localhost only. LAB_DIR=. shows the whole
+# repository (reports/ too); LAB_ARGS passes options, e.g. LAB_ARGS="--port 8890 --no-browser".
+LAB_DIR  ?= notebooks
+LAB_ARGS ?=
+lab: model
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (calibkit)" >/dev/null
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --notebook-dir=$(LAB_DIR) --ServerApp.ip=localhost \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Pruning speed/quality against llm-compressor (bench/prune_bench.py), in its own environment: llm-compressor pins
 # transformers/torch ranges of its own. BENCH_ARGS passes options, e.g. BENCH_ARGS="--repeats 1".

@@ -61,7 +61,7 @@ def main():
         res[f"calibkit_batch{bs}_tok_s"] = rate
         print(f"calibkit generate, batch {bs}: {rate:.1f} tok/s (x{rate / res['generate_batch1_tok_s']:.2f})")
     if args.igsp_n:
-        from calibkit.data.calibration import build
+        from calibkit.spec import build
         from calibkit.selfgen.bands import measure_bands
 
         fresh = int(time.time())  # a seed never used before: nothing comes from the pool/band caches
@@ -71,7 +71,7 @@ def main():
         print(f"bands (once per model and L): {res['bands_seconds']:.0f} s")
         measure_bands(model, tok, args.seqlen, args.model, progress=False)  # the bands IGSP uses (seed 0), untimed
         t0 = time.perf_counter()
-        cs = build("selfgen:igsp", n=args.igsp_n, seqlen=args.seqlen, seed=fresh, model=args.model, progress=False)
+        cs = build("selfgen:igsp", n=args.igsp_n, seqlen=args.seqlen, seed=fresh, model_name=args.model, progress=False)
         res["igsp_seconds"] = time.perf_counter() - t0
         res["igsp_meta"] = {k: v for k, v in cs.meta.items() if k in ("dimensions", "bands")}
         print(f"IGSP {args.igsp_n} x {args.seqlen}, pools generated + filtered + selected: {res['igsp_seconds']:.0f} s;"

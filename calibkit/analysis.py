@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .data.sources import DIMENSIONS
-from .sweep import PROFILE_METRICS
+from .profile import METRICS as PROFILE_METRICS
 
 DIMS = list(DIMENSIONS)
 COLUMNS = [f"S_{d}" for d in DIMS] + ["S_total"]

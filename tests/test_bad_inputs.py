@@ -113,7 +113,7 @@ CASES = [
     (["build", "--source", "ptb", "--n", "0", "--out", "x.jsonl"], "--n"),
     (["build", "--source", "ptb", "--n", "abc", "--out", "x.jsonl"], "--n"),
     (["build", "--source", "ptb", "--seqlen", "-5", "--out", "x.jsonl"], "--seqlen"),
-    (["build", "--selfgen", "nosuch", "--out", "x.jsonl"], "'nosuch'"),
+    (["build", "--selfgen", "nosuch", "--out", "x.jsonl"], "selfgen:nosuch"),
     (["build", "--selfgen", "selfcal", "--selfgen-param", "t_init", "--out", "x.jsonl"], "key=value"),
     (["build", "--source", "ptb", "--n", "2", "--seqlen", "8", "--out", GOOD], GOOD),
     (["build", "--source", "ptb", "--n", "2", "--seqlen", "8", "--out", "adir.jsonl"], "adir.jsonl"),

@@ -1,0 +1,92 @@
+"""One run: build the calibration set, profile it (once per set), prune a fresh model, evaluate, write the record."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict
+
+from tqdm.auto import tqdm
+
+from .config import NO_CALIBRATION, RunConfig
+from .store import Store
+
+
+def _calibration(cfg: RunConfig, tokenizer, model):
+    from ..spec import build
+
+    return build(cfg.calibration, n=cfg.n, seqlen=cfg.seqlen, seed=cfg.seed, model_name=cfg.model,
+                 tokenizer=tokenizer, model=model, progress=False)
+
+
+def _profile(cfg: RunConfig, cs, model, store: Store) -> dict | None:
+    from ..profile import profile
+
+    if cs is None:
+        return None
+    return store.profile(cfg, lambda: profile(cs, model, progress=False) | {
+        "calibration": cfg.calibration, "n": cfg.n, "seqlen": cfg.seqlen, "seed": cfg.seed,
+        "model": cfg.model} | calibration_info(cfg, cs))
+
+
+def label_info(calibration: str) -> dict:
+    """Label, kind (source | mix | selfgen | none) and pool of a calibration spec string."""
+    from ..spec import parse
+
+    return parse(calibration).info()
+
+
+def calibration_info(cfg: RunConfig, cs) -> dict:
+    return label_info(cfg.calibration) | ({"counts": cs.counts()} if cs is not None else {})
+
+
+def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") -> dict:
+    """Build the calibration set, profile it, prune a fresh copy of the model, evaluate, write the record."""
+    import torch
+
+    from .. import __version__
+    from ..eval.harness import dense_scores, evaluate
+    from ..eval.retention import retention
+    from ..models import load_model
+    from ..prune import prune
+
+    store = Store(store_root)
+    t0 = time.perf_counter()
+    model, tok = load_model(cfg.model, device="cpu")
+    cs = _calibration(cfg, tok, model)
+    prof = _profile(cfg, cs, model, store)
+    tasks = list(cfg.tasks) if cfg.tasks else None
+    dense = dense_scores(cfg.model, lambda: (model, tok), cfg.suite, cfg.limit, tasks=tasks)
+    report = prune(model, cs, cfg.method, cfg.sparsity, device=device, progress=False, model_name=cfg.model)
+    res = evaluate(model.to(device), tok, cfg.suite, cfg.limit, tasks=tasks)
+    ret = retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"]))
+    record = {"key": cfg.key, "config": asdict(cfg), "calibration": calibration_info(cfg, cs), "profile": prof,
+              "prune": {"totals": report.totals, "timing": report.timing, "warnings": report.warnings},
+              "scores": res["scores"], "dense_scores": dense["scores"], "dimensions": res["dimensions"],
+              "lower_is_better": res["lower_is_better"], "retention": ret,
+              "seconds": {"prune": report.timing["total"], "eval": res["seconds"], "run": time.perf_counter() - t0},
+              "versions": {"calibkit": __version__, "torch": torch.__version__, "python": platform.python_version()},
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    store.put(cfg, record)
+    return record
+
+
+def profile_sets(configs: list[RunConfig], store_root: str | os.PathLike, progress: bool = True) -> int:
+    """Profile every distinct calibration set of ``configs`` once (kept in the store; runs reuse them).
+    Returns how many were computed now."""
+    from ..models import load_model
+
+    store, todo, seen = Store(store_root), [], set()
+    store.claim()
+    for c in configs:
+        if c.calibration != NO_CALIBRATION and c.calibration_key not in seen:
+            seen.add(c.calibration_key)
+            if store.profile(c) is None:
+                todo.append(c)
+    models = {}
+    for c in tqdm(todo, desc="profiles", unit="set", disable=not progress):
+        if c.model not in models:
+            models[c.model] = load_model(c.model, device="cpu")
+        model, tok = models[c.model]
+        _profile(c, _calibration(c, tok, model), model, store)
+    return len(todo)
