@@ -185,6 +185,37 @@ def finding_f5(df: pd.DataFrame, sparsity: str) -> dict:
             "text": f"IGSP {i:.1f} vs Self-Cal {c:.1f} ({i - c:+.1f}) and SGS {g:.1f} ({i - g:+.1f})"}
 
 
+def finding_f5_markdown(f5: dict) -> str:
+    verdict = {True: "holds", False: "does not hold", None: "not measured"}[f5["holds"]]
+    return f"- **F5** ({f5['claim']}): **{verdict}** — {f5['text']}.\n"
+
+
+def band_table(bands: dict, model: str) -> pd.DataFrame:
+    """IGSP's perplexity bands measured on ``model`` (``selfgen.bands.measure_bands``) beside the study's (Table 11)."""
+    from .selfgen.bands import STUDY_BANDS
+
+    return pd.DataFrame({d: {f"tau_lo ({model})": lo, f"tau_hi ({model})": hi,
+                             "tau_lo (study, LLaMA-3.1-8B)": STUDY_BANDS[d][0],
+                             "tau_hi (study, LLaMA-3.1-8B)": STUDY_BANDS[d][1]}
+                         for d, (lo, hi) in bands["bands"].items()}).T
+
+
+def prune_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """What the pruner did, per run: achieved sparsity, mean reconstruction error, warnings, seconds."""
+    cols = ["label", "method", "sparsity", "seed", "achieved_sparsity", "mean_recon_error", "prune_warnings",
+            "prune_s", "eval_s", "run_s"]
+    return df[cols].sort_values(["method", "sparsity", "label"]).set_index(["method", "sparsity", "label", "seed"])
+
+
+def timing_markdown(df: pd.DataFrame) -> str:
+    """Where the time of the runs in the store went, per pruner."""
+    t = df.groupby("method").agg(runs=("run_s", "size"), prune_s=("prune_s", "sum"), eval_s=("eval_s", "sum"),
+                                 run_s=("run_s", "sum"), mean_run_s=("run_s", "mean")).round(1)
+    return (f"{len(df)} runs, {df['run_s'].sum() / 60:.1f} min of run time in the store "
+            f"(prune {df['prune_s'].sum() / 60:.1f} min, evaluation {df['eval_s'].sum() / 60:.1f} min; "
+            "the rest is model loading, calibration building and profiling).\n\n" + t.to_markdown())
+
+
 # --- findings --------------------------------------------------------------------------------------
 
 FAR = 2.0  # F1: "far exceed" read as at least twice the aggregated spread

@@ -297,12 +297,7 @@ def cmd_sweep(args) -> int:
 
     prof = sweep.load_profile(args.config)
     if args.only:
-        groups = [g for g in args.only.split(",") if g]
-        unknown = [g for g in groups if g not in prof["experiments"]]
-        if unknown:
-            raise sweep.SweepError(f"no experiment group {', '.join(unknown)} in {prof['path']}; "
-                                   f"groups: {', '.join(prof['experiments'])}")
-        prof = prof | {"experiments": {g: prof["experiments"][g] for g in groups}}
+        prof = sweep.restrict_groups(prof, [g for g in args.only.split(",") if g])
     configs = sweep.expand(prof)
     store = args.store or str(Path("results") / prof["name"])
     if args.dry_run:

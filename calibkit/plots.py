@@ -149,3 +149,24 @@ def selfgen_components(df: pd.DataFrame, sparsity: str, reference: str, method: 
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def profile_heatmap(table3: pd.DataFrame):
+    """Each profile metric standardised across calibration sets (metrics constant across sets left out),
+    annotated with the raw values."""
+    z = table3.drop(columns=[c for c in table3 if table3[c].nunique() < 2]).astype(float)
+    z = (z - z.mean()) / z.std(ddof=0)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(z) + 1.5))
+    sns.heatmap(z, cmap="RdBu_r", center=0, annot=table3[z.columns].round(3), fmt="", ax=ax,
+                cbar_kws={"label": "z-score"})
+    ax.set_title("calibration profiles (annotated with raw values)")
+    return fig
+
+
+def recon_error_box(df: pd.DataFrame):
+    """Mean layer reconstruction error by pruner and sparsity (log scale); Magnitude has none."""
+    d = df[df["method"] != "magnitude"].dropna(subset=["mean_recon_error"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.boxplot(d, x="sparsity", y="mean_recon_error", hue="method", ax=ax)
+    ax.set_yscale("log")
+    return fig

@@ -214,6 +214,15 @@ def load_profile(name_or_path: str) -> dict:
     return prof | {"path": str(path), "name": typed.name}
 
 
+def restrict_groups(profile: dict, groups: list[str]) -> dict:
+    """The profile with only the named experiment groups (unknown names are refused, listing the known ones)."""
+    unknown = [g for g in groups if g not in profile["experiments"]]
+    if unknown:
+        raise SweepError(f"no experiment group {', '.join(unknown)} in {profile.get('path', profile.get('name'))}; "
+                         f"groups: {', '.join(profile['experiments'])}")
+    return profile | {"experiments": {g: profile["experiments"][g] for g in groups}}
+
+
 def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
     """Every run config of every experiment group, deduplicated, in a stable order.
 
