@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from . import assets
 from .settings import cache_dir, writable_cache_dir
 from .errors import CalibkitError, ConfigError
+from .outputs import staged_dir
 
 EMBEDDED_DEFAULT = "smollm2-135m"
 EMBEDDED = {EMBEDDED_DEFAULT: "smollm2-135m-instruct.gguf"}
@@ -131,12 +131,14 @@ def _convert(gguf: Path, asset: assets.Asset, out: Path) -> None:
     model = type(qmodel)(config)
     model.load_state_dict(qmodel.state_dict())
     model.generation_config = qmodel.generation_config
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    write_manifest(tmp, asset)
-    _install(tmp, out, asset)
+    try:
+        with staged_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            write_manifest(tmp, asset)
+    except OSError:  # another process may have installed a usable checkpoint meanwhile: keep that one
+        if _checkpoint_problem(out, asset) is not None:
+            raise
 
 
 def write_manifest(directory: Path, asset: assets.Asset) -> None:
@@ -148,22 +150,6 @@ def write_manifest(directory: Path, asset: assets.Asset) -> None:
     info = {"version": _MANIFEST_VERSION, "asset": asset.key, "package": asset.package.spec,
             "asset_sha256": asset.sha256, "files": files}
     (directory / _MANIFEST).write_text(json.dumps(info, indent=1) + "\n")
-
-
-def _install(tmp: Path, out: Path, asset: assets.Asset) -> None:
-    """Swap the finished checkpoint ``tmp`` in for ``out``; if another process installed a usable one meanwhile,
-    keep that one."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    try:
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except OSError:
-        if _checkpoint_problem(out, asset) is not None:
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -99,26 +99,39 @@ def check_output_files(paths, overwrite: bool = False, inputs=(), what: str = "o
 
 
 @contextmanager
+def staged_dir(final: Path, before_swap=None):
+    """The one atomic-directory primitive: ``with staged_dir(final) as tmp:`` fill ``tmp`` (a fresh hidden sibling);
+    on success it replaces ``final`` (the folder it replaces is removed only after the swap), on an error it is
+    removed and ``final`` is left as it was. ``before_swap()`` may refuse the swap at the last moment."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if before_swap is not None:
+            before_swap()
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
 def atomic_dir(out: str | os.PathLike, overwrite: bool = False, inputs=(), what: str = "output folder"):
     """``with atomic_dir(out) as tmp:`` write into ``tmp``; on success it becomes ``out`` (with the marker).
 
     On an error the temporary folder is removed and ``out`` is left as it was."""
     final = check_output_dir(out, overwrite, inputs, what)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+
+    def still_ours():  # the folder may have been filled since the check: never delete it then
+        if final.exists() and any(final.iterdir()) and not is_calibkit_dir(final):
+            raise OutputError(f"{what} {out} was filled by someone else meanwhile; left untouched")
+
+    with staged_dir(final, before_swap=still_ours) as tmp:
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"written_by": "calibkit"}) + "\n")
-        old = None
-        if final.exists():
-            if any(final.iterdir()) and not is_calibkit_dir(final):  # changed since the check: never delete it
-                raise OutputError(f"{what} {out} was filled by someone else meanwhile; left untouched")
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

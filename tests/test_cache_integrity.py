@@ -18,6 +18,7 @@ from calibkit import assets, cli, models, settings
 from calibkit.data import readers as rd
 from calibkit.data import sources as S
 from calibkit.errors import CalibkitError
+from calibkit.outputs import staged_dir
 
 GSM_KEYS = ("gsm-symbolic-00-49", "gsm-symbolic-50-99", "gsm-symbolic-utils")
 
@@ -236,10 +237,10 @@ def temp_checkpoint(temp_cache, monkeypatch):
 
     def fake_convert(gguf, asset, target):
         calls.append(gguf)
-        tmp = target.with_name(f".{target.name}.tmp-test")
-        build(tmp)
-        models.write_manifest(tmp, asset)
-        models._install(tmp, target, asset)
+        with staged_dir(target) as tmp:
+            tmp.rmdir()
+            build(tmp)
+            models.write_manifest(tmp, asset)
 
     monkeypatch.setattr(models, "_convert", fake_convert)
     assert models.embedded_checkpoint() == out and calls == []
