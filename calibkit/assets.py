@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -369,7 +368,3 @@ def verify(keys: list[str] | None = None) -> dict[str, str]:
             except OSError:
                 out[a.key] = "MISMATCH"
     return out
-
-
-def remove_all() -> None:
-    shutil.rmtree(cache_dir() / "assets", ignore_errors=True)

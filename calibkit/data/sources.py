@@ -5,9 +5,8 @@ A source resolves through the first *road* that is available, in order: a local 
 or the Hugging Face hub. Study sources have local + hub roads; embedded sources have an asset road.
 
 Sources that also serve evaluation (``eval_fraction > 0``) split their records once, by a stable hash of
-(source, record index): calibration draws only ever see the calibration part, evaluation suites only the
-evaluation part. The split hashes (source, record content), so it is stable under reordering and
-duplicates never straddle it.
+(source, record content): calibration draws only ever see the calibration part, evaluation suites only the
+evaluation part; the split is stable under reordering, and duplicated records never straddle it.
 """
 from __future__ import annotations
 
