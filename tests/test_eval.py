@@ -18,6 +18,91 @@ def test_embedded_suite_covers_all_dimensions_and_has_yamls():
         item_counts("embedded", 0)
 
 
+def _copy_suite(tmp_path, suite="embedded"):
+    import shutil
+
+    from calibkit.eval import harness
+
+    root = tmp_path / "tasks"
+    shutil.copytree(harness.TASK_DIR / suite, root / suite)
+    return root
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def test_suites_are_the_task_folders_and_read_their_yaml_metadata(tmp_path):
+    from calibkit.eval import harness
+
+    assert harness.read_suites() == SUITES and list(SUITES) == ["embedded", "paper"]
+    assert [t.name for t in SUITES["embedded"]] == ["ck_ptb_bpb", "ck_social_iqa", "ck_humaneval_bpb",
+                                                     "ck_gsm8k_bpb"]  # the declared order, not the file names'
+    ptb = SUITES["embedded"][0]
+    assert (ptb.dimension, ptb.metric, ptb.lower_is_better, ptb.items) == ("General", "bits_per_byte", True, 3)
+    assert {t.name: t.metric for t in SUITES["paper"]}["ck_gsm8k"] == "exact_match,flexible-extract"
+
+    root = _copy_suite(tmp_path)
+    folder = root / "embedded"
+    # dimension, items and order come from the task's metadata block; the direction from its metric_list
+    _edit(folder / "ck_social_iqa.yaml", "dimension: Commonsense", "dimension: Code")
+    _edit(folder / "ck_social_iqa.yaml", "items: 60", "items: 7")
+    _edit(folder / "ck_social_iqa.yaml", "higher_is_better: true", "higher_is_better: false")
+    _edit(folder / "ck_social_iqa.yaml", "order: 2", "order: 9")
+    (root / "extra").mkdir()
+    (folder / "ck_gsm8k_bpb.yaml").rename(root / "extra" / "ck_gsm8k_bpb.yaml")  # membership is the folder
+    suites = harness.read_suites(root)
+    assert list(suites) == ["embedded", "extra"]
+    assert [t.name for t in suites["embedded"]] == ["ck_ptb_bpb", "ck_humaneval_bpb", "ck_social_iqa"]
+    siqa = suites["embedded"][-1]
+    assert (siqa.dimension, siqa.lower_is_better, siqa.items) == ("Code", True, 7)
+    assert [t.name for t in suites["extra"]] == ["ck_gsm8k_bpb"]
+
+
+@pytest.mark.parametrize("old, new, complaint", [
+    ("    order: 1\n", "    order: 1\n    lower_is_better: true\n", r"unknown key\(s\) lower_is_better.*higher_is_better"),
+    ("    items: 3\n", "", "missing items"),
+    ("dimension: General", "dimension: Generla", "'Generla' is not one of General, Commonsense, Code, Math"),
+    ("items: 3", "items: 0", "items must be positive"),
+    ("items: 3", "items: three", "items must be an integer"),
+    ("metric: bits_per_byte\n    items", "metric: acc\n    items", "metric 'acc' needs an entry"),
+    ("  calibkit:", "  other:", "no `metadata: {calibkit"),
+])
+def test_a_wrong_task_metadata_block_is_named(tmp_path, old, new, complaint):
+    from calibkit.eval import harness
+
+    folder = _copy_suite(tmp_path) / "embedded"
+    _edit(folder / "ck_ptb_bpb.yaml", old, new)
+    with pytest.raises(EvalError, match=complaint) as e:
+        harness.read_suite(folder)
+    assert "ck_ptb_bpb.yaml" in str(e.value)
+
+
+def test_dense_cache_is_keyed_by_the_task_files(tmp_path, monkeypatch):
+    """A changed task YAML (or its helpers) is evaluated again; the same files come from the cache."""
+    import calibkit.cache
+    from calibkit.eval import harness
+
+    monkeypatch.setattr(calibkit.cache, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(harness, "TASK_DIR", _copy_suite(tmp_path))
+    calls = []
+
+    def fake_evaluate(model, tok, suite_name, limit, tasks=None):
+        calls.append(suite_name)
+        return {"suite": suite_name, "scores": {"ck_ptb_bpb": float(len(calls))}}
+
+    monkeypatch.setattr(harness, "evaluate", fake_evaluate)
+    first = harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"])
+    again = harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"])
+    assert first["cached"] is None and again["cached"] and again["scores"] == first["scores"] and len(calls) == 1
+    _edit(harness.TASK_DIR / "embedded" / "ck_ptb_bpb.yaml", "version: 1.0", "version: 1.1")
+    changed = harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"])
+    assert changed["cached"] is None and changed["scores"] == {"ck_ptb_bpb": 2.0}
+    assert harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"], refresh=True)["cached"] is None
+
+
 def test_evaluate_tiny_model_through_lm_eval():
     model, tok = load_model("tiny-llama")
     res = evaluate(model, tok, "embedded", limit=2, batch_size=4)

@@ -1,4 +1,3 @@
-import itertools
 import random
 
 import pytest
@@ -95,7 +94,7 @@ def test_every_method_builds_a_fixed_budget_set_reproducibly(tiny, method, tmp_p
     if method in ("igsp", "igsp-no-band", "igsp-no-diversity"):
         assert a.counts() == {"General": 1, "Commonsense": 1, "Code": 1, "Math": 1}
     import calibkit.selfgen.generate as g
-    monkeypatch.setattr(g, "cache_dir", lambda: tmp_path)  # a cold pool cache regenerates the same set
+    monkeypatch.setattr(g, "POOL_FOLDER", tmp_path / "selfgen")  # a cold pool cache regenerates the same set
     c = selfgen.build(method, model, tok, n=4, seqlen=16, seed=0, model_name="tiny-llama", progress=False)
     assert [s["input_ids"] for s in a.sequences] == [s["input_ids"] for s in c.sequences]
     assert list((tmp_path / "selfgen").glob("*.json"))
@@ -111,6 +110,71 @@ def test_cli_build_selfgen_and_bad_method(tmp_path, capsys):
     assert main(["build", "--selfgen", "nope", "--n", "2", "--seqlen", "8", "--model", "tiny-llama",
                  "--out", str(out)]) == 2
     assert "unknown self-generation method" in capsys.readouterr().err
+
+
+# --- typed parameters ---------------------------------------------------------------------------------
+
+TYPOS = {"selfcal": ("t_inti", "t_init"), "sgs": ("pool_factr", "pool_factor"), "igsp": ("ngrm", "ngram"),
+         "igsp-no-band": ("t_inti", None)}
+
+
+@pytest.mark.parametrize("method", sorted(TYPOS))
+def test_a_typo_in_a_parameter_is_refused_with_the_known_ones(method):
+    from dataclasses import fields
+
+    from calibkit import selfgen
+    from calibkit.errors import ConfigError
+
+    typo, closest = TYPOS[method]
+    with pytest.raises(ConfigError, match=rf"unknown parameter '{typo}'") as e:
+        selfgen.parameters(method, {typo: 0.7})
+    known = [f.name for f in fields(selfgen.PARAMS[method])]
+    assert f"known: {', '.join(known)}" in str(e.value)
+    assert (f"did you mean '{closest}'" in str(e.value)) if closest else "did you mean" not in str(e.value)
+    with pytest.raises(ConfigError, match=typo):  # build refuses it before it touches the model
+        selfgen.build(f"selfgen:{method}", None, None, 4, 16, 0, model_name="tiny-llama", **{typo: 0.7})
+
+
+def test_parameters_have_the_defaults_and_check_values():
+    from dataclasses import asdict
+
+    from calibkit import selfgen
+    from calibkit.errors import ConfigError
+    from calibkit.selfgen.params import IGSP_VARIANTS, IGSPParams, SelfCalParams, SGSParams
+
+    assert asdict(selfgen.parameters("selfcal")) == {"t_init": 0.5, "t_final": 1.0, "schedule_fraction": 0.5,
+                                                     "batch_size": 64}
+    assert asdict(SGSParams()) == {"prefix_source": "wiki-excerpt", "prefix_tokens": 16, "pool_factor": 2.0,
+                                   "drop_top": 0.2, "bins": 4, "batch_size": 64}
+    assert asdict(IGSPParams()) == {"pool_factor": 2.0, "ngram": 4, "batch_size": 64, "alpha": None}
+    p = selfgen.parameters("selfgen:sgs", {"batch_size": 8.0, "pool_factor": 3})
+    assert (p.batch_size, type(p.batch_size), p.pool_factor, type(p.pool_factor)) == (8, int, 3.0, float)
+    assert SGSParams.from_dict(asdict(p)) == p
+    assert selfgen.parameters("igsp", {"alpha": [4, 3, 3, 0]}).alpha == (4.0, 3.0, 3.0, 0.0)
+    for method, bad in [("selfcal", {"t_init": 0}), ("selfcal", {"schedule_fraction": 1.5}),
+                        ("selfcal", {"batch_size": True}), ("sgs", {"prefix_source": "wiki-exerpt"}),
+                        ("sgs", {"drop_top": 1.0}), ("sgs", {"bins": 2.5}), ("igsp", {"alpha": [1, 2]}),
+                        ("igsp", {"alpha": [0, 0, 0, 0]}), ("igsp", {"ngram": "4"}), ("igsp", {"pool_factor": 0.5})]:
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            selfgen.parameters(method, bad)
+    with pytest.raises(ConfigError, match="did you mean 'wiki-excerpt'"):
+        SGSParams(prefix_source="wiki-exerpt")
+    with pytest.raises(Exception):  # frozen
+        SelfCalParams().t_init = 2.0
+    assert [v.multi_domain for v in IGSP_VARIANTS.values()] == [True, False, True, True]
+    assert not IGSP_VARIANTS["igsp-no-band"].band_filter and not IGSP_VARIANTS["igsp-no-diversity"].diversity
+    assert selfgen.METHODS == ("selfcal", "sgs", "igsp", "igsp-no-multi", "igsp-no-band", "igsp-no-diversity")
+
+
+def test_cli_refuses_a_mistyped_selfgen_parameter(tmp_path, capsys):
+    from calibkit.cli import main
+
+    out = tmp_path / "s.jsonl"
+    assert main(["build", "--selfgen", "igsp", "--n", "2", "--seqlen", "8", "--model", "tiny-llama",
+                 "--selfgen-param", "t_inti=0.7", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter 't_inti'" in err and "known: pool_factor, ngram, batch_size, alpha" in err
+    assert not out.exists()
 
 
 def test_topk_topp_keeps_the_same_tokens_as_transformers_warpers():

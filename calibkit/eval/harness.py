@@ -1,23 +1,29 @@
 """Evaluation suites run through lm-evaluation-harness on an in-memory model.
 
-A suite maps lm-eval tasks (YAMLs under ``calibkit/eval/tasks/<suite>/``) to the four capability dimensions,
-with the metric read from lm-eval's results, whether lower is better, and a default number of items sized for
-the suite's purpose. Dense (unpruned) scores are cached per (model, suite, items) so that each pruned model
-costs one evaluation.
+A suite is a folder of lm-eval task YAMLs, ``calibkit/eval/tasks/<suite>/``. Each task declares what calibkit needs in
+its ``metadata: {calibkit: {...}}`` block: the capability ``dimension``, the ``metric`` read from lm-eval's results
+("name" or "name,filter"), the default number of ``items`` (the first ones of the task's evaluation set) and its
+``order`` in the suite. Whether lower is better is lm-eval's own ``higher_is_better`` of that metric in the task's
+``metric_list``, negated (one declaration, which lm-eval's reports use too). Dense (unpruned) scores are cached per
+(model, suite, items, task files) so that each pruned model costs one evaluation.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from unittest import mock
 from pathlib import Path
 
-from ..settings import atomic_write_bytes, cache_dir, read_cache_json
+import yaml
+
+from .. import cache
+from ..data.sources import DIMENSIONS
 from ..errors import CalibkitError
 
 TASK_DIR = Path(__file__).with_name("tasks")
+META_KEY = "calibkit"  # the block of a task YAML's ``metadata`` that calibkit reads
+META_FIELDS = {"dimension": str, "metric": str, "items": int, "order": int}
 
 
 @dataclass(frozen=True)
@@ -29,31 +35,81 @@ class SuiteTask:
     items: int  # default number of items (the first ones of the task's evaluation set)
 
 
-SUITES: dict[str, tuple[SuiteTask, ...]] = {
-    # Offline, on the embedded assets, sized for a 135 M model on 2 CPU cores; likelihood-based throughout.
-    "embedded": (
-        SuiteTask("ck_ptb_bpb", "General", "bits_per_byte", True, 3),
-        SuiteTask("ck_social_iqa", "Commonsense", "acc", False, 60),
-        SuiteTask("ck_humaneval_bpb", "Code", "bits_per_byte", True, 10),
-        SuiteTask("ck_gsm8k_bpb", "Math", "bits_per_byte", True, 12),
-    ),
-    # The study's eight benchmarks (greedy, max length 2048, up to 1000 items each), from CALIBKIT_DATA_DIR or
-    # the hub. A metric "name,filter" picks one of lm-eval's filtered variants.
-    "paper": (
-        SuiteTask("ck_lambada_openai", "General", "acc", False, 1000),
-        SuiteTask("ck_triviaqa", "General", "exact_match", False, 1000),
-        SuiteTask("ck_piqa", "Commonsense", "acc", False, 1000),
-        SuiteTask("ck_arc_easy", "Commonsense", "acc", False, 1000),
-        SuiteTask("ck_humaneval", "Code", "pass@1", False, 1000),
-        SuiteTask("ck_mbpp", "Code", "pass@1", False, 1000),
-        SuiteTask("ck_gsm8k", "Math", "exact_match,flexible-extract", False, 1000),
-        SuiteTask("ck_minerva_math", "Math", "exact_match", False, 1000),
-    ),
-}
-
-
 class EvalError(CalibkitError, RuntimeError):
     pass
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """YAML as lm-eval writes it; ``!function module.name`` stays a string (nothing is imported to read a suite)."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: "!function " + loader.construct_scalar(node))
+
+
+def read_task(path: Path) -> tuple[int, SuiteTask]:
+    """(order, task) from one task YAML; errors name the file and what is wrong."""
+    try:
+        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise EvalError(f"{path}: cannot read the task YAML ({e})") from e
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("task"), str):
+        raise EvalError(f"{path}: not an lm-eval task YAML (no `task:` name)")
+    metadata = cfg.get("metadata")
+    meta = metadata.get(META_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(meta, dict):
+        raise EvalError(f"{path}: no `metadata: {{{META_KEY}: {{...}}}}` block (needs {', '.join(META_FIELDS)})")
+    unknown = sorted(set(meta) - set(META_FIELDS))
+    missing = [k for k in META_FIELDS if k not in meta]
+    problems = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + (
+        [f"missing {', '.join(missing)}"] if missing else [])
+    if problems:
+        hint = ("; whether lower is better is the metric's `higher_is_better` in metric_list"
+                if "lower_is_better" in unknown else "")
+        raise EvalError(f"{path}: metadata.{META_KEY}: {'; '.join(problems)} (known: {', '.join(META_FIELDS)}){hint}")
+    for key, kind in META_FIELDS.items():
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise EvalError(f"{path}: metadata.{META_KEY}.{key} must be {'an integer' if kind is int else 'text'}, "
+                            f"got {meta[key]!r}")
+    if meta["dimension"] not in DIMENSIONS:
+        raise EvalError(f"{path}: metadata.{META_KEY}.dimension {meta['dimension']!r} is not one of "
+                        f"{', '.join(DIMENSIONS)}")
+    if meta["items"] <= 0:
+        raise EvalError(f"{path}: metadata.{META_KEY}.items must be positive, got {meta['items']}")
+    name = meta["metric"].split(",")[0]
+    entry = next((m for m in cfg.get("metric_list") or [] if isinstance(m, dict) and m.get("metric") == name), None)
+    if entry is None or not isinstance(entry.get("higher_is_better"), bool):
+        raise EvalError(f"{path}: metric {name!r} needs an entry with `higher_is_better: true|false` in metric_list")
+    return meta["order"], SuiteTask(cfg["task"], meta["dimension"], meta["metric"], not entry["higher_is_better"],
+                                    meta["items"])
+
+
+def read_suite(folder: Path) -> tuple[SuiteTask, ...]:
+    """The tasks of one suite folder (its ``*.yaml``), in their declared order."""
+    rows = sorted((read_task(p) for p in sorted(folder.glob("*.yaml"))), key=lambda r: r[0])
+    orders = [o for o, _ in rows]
+    if len(set(orders)) != len(orders):
+        raise EvalError(f"{folder}: two tasks declare the same metadata.{META_KEY}.order ({orders})")
+    return tuple(t for _, t in rows)
+
+
+def read_suites(root: Path = TASK_DIR) -> dict[str, tuple[SuiteTask, ...]]:
+    """Every suite under ``root``: a sub-folder holding task YAMLs (suite membership is the folder)."""
+    return {d.name: read_suite(d) for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("*.yaml"))}
+
+
+# embedded: offline, on the embedded assets, sized for a 135 M model on 2 CPU cores, likelihood-based throughout.
+# paper: the study's eight benchmarks (greedy, max length 2048, up to 1000 items each), from CALIBKIT_DATA_DIR or the
+# hub; a metric "name,filter" picks one of lm-eval's filtered variants.
+SUITES: dict[str, tuple[SuiteTask, ...]] = read_suites()
+
+
+def task_files_digest(suite_name: str) -> str:
+    """sha256 over the suite folder's task files (YAMLs and their Python helpers), names and bytes."""
+    h = hashlib.sha256()
+    folder = TASK_DIR / suite_name
+    for p in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def suite(name: str, tasks: list[str] | None = None) -> tuple[SuiteTask, ...]:
@@ -122,20 +178,26 @@ def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None =
 
 def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int | None = None,
                  refresh: bool = False, tasks: list[str] | None = None) -> dict:
-    """Cached evaluation of an unpruned model; ``load()`` returns (model, tokenizer) when the cache misses."""
+    """Cached evaluation of an unpruned model; ``load()`` returns (model, tokenizer) when the cache misses.
+    ``"cached"`` in the answer is the cache file when the scores came from it, else None."""
+    from importlib.metadata import version
+
     from ..models import identity
 
-    # keyed by what the model *is* (content), never by the name as typed: ./base in two folders are two models
-    key = hashlib.sha256(json.dumps([identity(model_name), suite_name, item_counts(suite_name, limit, tasks)])
-                         .encode()).hexdigest()[:16]
-    path = cache_dir() / "eval" / f"dense-{key}.json"
-    cached = None if refresh else read_cache_json(path, "dense-score cache")
-    if isinstance(cached, dict) and isinstance(cached.get("scores"), dict):
-        return cached | {"cached": str(path)}
-    model, tok = load()
-    res = evaluate(model, tok, suite_name, limit, tasks=tasks) | {"model": model_name}
-    atomic_write_bytes(path, (json.dumps(res, indent=2) + "\n").encode())
-    return res | {"cached": None}
+    # keyed by what the model *is* (content), never by the name as typed: ./base in two folders are two models;
+    # and by the task files and lm-eval's version, so that a changed task is evaluated again
+    key = {"model": identity(model_name), "suite": suite_name, "items": item_counts(suite_name, limit, tasks),
+           "task_files": task_files_digest(suite_name), "lm_eval": version("lm_eval")}
+    computed = []
+
+    def make():
+        model, tok = load()
+        computed.append(True)
+        return evaluate(model, tok, suite_name, limit, tasks=tasks) | {"model": model_name}
+
+    res = cache.cached("eval", key, make, what="dense-score cache", prefix="dense", refresh=refresh,
+                       valid=lambda v: isinstance(v, dict) and isinstance(v.get("scores"), dict))
+    return res | {"cached": None if computed else str(cache.path_for("eval", key, "dense"))}
 
 
 SHAPE_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",

@@ -4,6 +4,9 @@ Per task t: y~ = ybar(m) / (ybar(m0) + eps), ybar the mean raw score over evalua
 metric (bits per byte, perplexity) the ratio is turned round, ybar(m0) / (ybar(m) + eps), so that 1 still means
 "all kept". S_d is the mean of y~ over the tasks of dimension d, S_total the mean of S_d over the dimensions
 present. Across calibration seeds (one pruned model each): mean and sample standard deviation.
+
+calibkit's evaluations are deterministic (log-likelihood, or greedy decoding with fixed few-shot exemplars), so one
+evaluation's score is ybar.
 """
 from __future__ import annotations
 
@@ -29,11 +32,6 @@ def retention(pruned: dict[str, float], dense: dict[str, float], dimension_of: d
         dims.setdefault(d, []).append(tasks[t])
     per_dim = {d: sum(v) / len(v) for d, v in dims.items()}
     return {"tasks": tasks, "dimensions": per_dim, "total": sum(per_dim.values()) / len(per_dim)}
-
-
-def mean_scores(runs: list[dict[str, float]]) -> dict[str, float]:
-    """ybar: per task, the mean raw score over evaluation seeds (Eq. 3)."""
-    return {t: sum(r[t] for r in runs) / len(runs) for t in runs[0]}
 
 
 def across_seeds(results: list[dict]) -> dict:

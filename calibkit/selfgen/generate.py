@@ -9,14 +9,15 @@ prompts and seed give the same tokens. Finished pools are cached by (model, prom
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from ..settings import atomic_write_bytes, cache_dir, read_cache_json
+from .. import cache
+
+POOL_FOLDER = "selfgen"  # under the cache root (or an absolute path)
 
 
 @dataclass(frozen=True)
@@ -112,22 +113,24 @@ def generate(model, tokenizer, prompts: list[list[int]], new_tokens: int, sampli
     return out
 
 
-def cached_pool(key: dict, make) -> dict:
-    """``make()`` once per ``key`` (a JSON-able description: model, method, parameters, seed); kept as JSON in
-    ``$CALIBKIT_CACHE/selfgen/``."""
+def cached_pool(key: dict, make, fields: tuple[str, ...] = ()) -> dict:
+    """``make()`` once per ``key`` (a JSON-able description: method, ``model`` name, parameters, seed), kept in
+    ``$CALIBKIT_CACHE/selfgen/`` by content: the model enters the cache key as its ``models.identity``, never as the
+    name. The value gains ``seconds`` (the generation time when it was made); a stored value lacking one of
+    ``fields`` is made again."""
     from ..models import identity
 
-    ident = key | ({"model_identity": identity(key["model"])} if isinstance(key.get("model"), str) else {})
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = cache_dir() / "selfgen" / f"{key.get('method', 'pool')}-{digest}.json"
-    cached = read_cache_json(path, "self-generation pool cache")
-    if isinstance(cached, dict) and "key" in cached:
-        return cached
-    t0 = time.perf_counter()
-    pool = make()
-    pool = pool | {"key": key, "seconds": time.perf_counter() - t0}
-    atomic_write_bytes(path, json.dumps(pool).encode())
-    return pool
+    def timed():
+        t0 = time.perf_counter()
+        pool = make()
+        return pool | {"seconds": time.perf_counter() - t0}
+
+    if not key.get("model"):  # a model without a name cannot be identified: generated every time, never cached
+        return timed()
+    content = {k: v for k, v in key.items() if k != "model"} | {"model": identity(key["model"])}
+    return cache.cached(POOL_FOLDER, content, timed, what="self-generation pool cache",
+                        prefix=str(key.get("method", "pool")),
+                        valid=lambda v: isinstance(v, dict) and all(f in v for f in (*fields, "seconds")))
 
 
 def sampling_dict(s: Sampling) -> dict:

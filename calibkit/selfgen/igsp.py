@@ -22,14 +22,15 @@ import numpy as np
 
 from ..data.sources import DIMENSIONS
 from .generate import Sampling, cached_pool, generate, sampling_dict
+from .params import IGSP_VARIANTS, IGSPParams
 from .prompts import encode, prompts
 from .select import band_filter, greedy_ngram_select
 from .sgs import SAMPLING
 
-VARIANTS = {"igsp": (True, True, True), "igsp-no-multi": (False, True, True), "igsp-no-band": (True, False, True),
-            "igsp-no-diversity": (True, True, False)}
 GENRE = {"General": "encyclopedic", "Commonsense": "narrative", "Code": "code", "Math": "math-word-problem"}
-DEFAULTS = {"pool_factor": 2.0, "ngram": 4, "batch_size": 64, "alpha": None}
+# igsp-no-diversity picks candidates at random from numpy's generator seeded [seed, RANDOM_PICK_SALT]: a stream of
+# its own, apart from the other draws of the same seed (prompt topics, SGS's prefix documents, a mix's order).
+RANDOM_PICK_SALT = 0x16579
 
 
 def _pools(model, tokenizer, sizes: dict[str, int], seqlen: int, seed: int, model_name: str, sampling: Sampling,
@@ -52,7 +53,7 @@ def _pools(model, tokenizer, sizes: dict[str, int], seqlen: int, seed: int, mode
             out[d]["prompts"].append(t)
             out[d]["ppl"].append(q)
         return {"pools": out}
-    return cached_pool(key, make)
+    return cached_pool(key, make, ("pools",))
 
 
 def _nearest_to_band(ppl: list[float], lo: float, hi: float, exclude: set[int], k: int) -> list[int]:
@@ -63,21 +64,21 @@ def _nearest_to_band(ppl: list[float], lo: float, hi: float, exclude: set[int], 
 
 
 def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, progress: bool = True,
-         variant: str = "igsp", **params):
+         variant: str = "igsp", params: IGSPParams = IGSPParams()):
     from ..data.calibration import allocate
     from .bands import measure_bands
 
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown IGSP variant {variant!r}; known: {', '.join(VARIANTS)}")
-    multi, use_band, diversity = VARIANTS[variant]
-    p = DEFAULTS | params
+    if variant not in IGSP_VARIANTS:
+        raise ValueError(f"unknown IGSP variant {variant!r}; known: {', '.join(IGSP_VARIANTS)}")
+    v, p = IGSP_VARIANTS[variant], params
+    multi, use_band = v.multi_domain, v.band_filter
     dims = list(DIMENSIONS) if multi else ["General"]
-    alpha = p["alpha"] or [1.0] * len(dims)
+    alpha = p.alpha or [1.0] * len(dims)
     budgets = allocate(n, list(alpha)) if multi else [n]
     bands = measure_bands(model, tokenizer, seqlen, model_name, progress=progress) if use_band else None
-    rng = np.random.default_rng([int(seed), 0x16579])
-    sizes = {d: max(b, int(math.ceil(b * float(p["pool_factor"])))) for d, b in zip(dims, budgets) if b > 0}
-    generated = _pools(model, tokenizer, sizes, seqlen, seed, model_name, SAMPLING, int(p["batch_size"]), progress)
+    rng = np.random.default_rng([int(seed), RANDOM_PICK_SALT])
+    sizes = {d: max(b, int(math.ceil(b * p.pool_factor))) for d, b in zip(dims, budgets) if b > 0}
+    generated = _pools(model, tokenizer, sizes, seqlen, seed, model_name, SAMPLING, p.batch_size, progress)
     chosen_texts, seqs, report = [], [], {}
     for d, b in zip(dims, budgets):
         if b == 0:
@@ -95,8 +96,8 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
                 warnings.warn(f"IGSP {d}: {len(cand)} of {len(texts)} generated samples lie in the perplexity band "
                               f"[{lo:.2f}, {hi:.2f}]; {len(fill)} nearest to it fill the budget of {b}")
                 cand += fill
-        if diversity:
-            pick = [cand[i] for i in greedy_ngram_select([texts[i] for i in cand], b, int(p["ngram"]), chosen_texts)]
+        if v.diversity:
+            pick = [cand[i] for i in greedy_ngram_select([texts[i] for i in cand], b, p.ngram, chosen_texts)]
         else:
             pick = [cand[int(i)] for i in rng.choice(len(cand), size=b, replace=False)]
         in_band = sum(1 for i in pick if not use_band or bands["bands"][d][0] <= pool["ppl"][i] <= bands["bands"][d][1])
@@ -107,5 +108,5 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
         label = d if multi else "General"
         seqs += [{"input_ids": pool["ids"][i], "dimension": label, "genre": GENRE[label], "ppl": pool["ppl"][i],
                   "prompt": pool["prompts"][i]} for i in pick]
-    meta = {"params": p, "variant": variant, "dimensions": report, "bands": bands}
+    meta = {"params": p.as_dict(), "variant": variant, "dimensions": report, "bands": bands}
     return seqs, meta

