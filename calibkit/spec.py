@@ -77,6 +77,7 @@ def build(spec, n: int = 128, seqlen: int = C.DEFAULT_SEQLEN, seed: int = 0, *, 
     if spec.kind == "selfgen":
         from . import selfgen
 
+        selfgen.parameters(spec.text, selfgen_params or {})  # a typo is refused before any model loads
         if model is None:
             model, tok = load_model(model_name)
             tokenizer = tokenizer or tok

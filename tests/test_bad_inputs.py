@@ -115,6 +115,8 @@ CASES = [
     (["build", "--source", "ptb", "--seqlen", "-5", "--out", "x.jsonl"], "--seqlen"),
     (["build", "--selfgen", "nosuch", "--out", "x.jsonl"], "selfgen:nosuch"),
     (["build", "--selfgen", "selfcal", "--selfgen-param", "t_init", "--out", "x.jsonl"], "key=value"),
+    (["build", "--selfgen", "igsp", "--selfgen-param", "t_inti=0.7", "--out", "x.jsonl"], "t_inti"),
+    (["build", "--source", "ptb", "--selfgen-param", "t_init=0.7", "--out", "x.jsonl"], "--selfgen"),
     (["build", "--source", "ptb", "--n", "2", "--seqlen", "8", "--out", GOOD], GOOD),
     (["build", "--source", "ptb", "--n", "2", "--seqlen", "8", "--out", "adir.jsonl"], "adir.jsonl"),
     (["build", "--source", "ptb", "--n", "2", "--seqlen", "8", "--out", f"{GOOD}/x.jsonl"], "not a directory"),
