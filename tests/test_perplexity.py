@@ -18,7 +18,7 @@ def test_ptb_lines_are_the_stripped_non_empty_lines_of_a_split():
 
 def test_every_ptb_user_reads_through_ptb_lines(monkeypatch):
     from calibkit import assets
-    from calibkit.data import sources
+    from calibkit.data import parsers
     from calibkit.eval.tasks.embedded import utils
 
     asked = []
@@ -29,7 +29,7 @@ def test_every_ptb_user_reads_through_ptb_lines(monkeypatch):
 
     monkeypatch.setattr(readers, "ptb_lines", fake)
     assert perplexity.ptb_text("test") == "test 0 test 1 test 2"
-    assert sources._ptb([assets.require("ptb")], lines_per_doc=2) == [{"text": "train 0\ntrain 1"},
+    assert parsers.ptb([assets.require("ptb")], lines_per_doc=2) == [{"text": "train 0\ntrain 1"},
                                                                        {"text": "train 2"}]
     assert utils.ptb_test(lines_per_doc=2)["test"]["text"] == ["test 0\ntest 1", "test 2"]
     assert asked == ["test", "train", "test"]

