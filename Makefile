@@ -9,13 +9,27 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
-.PHONY: setup assets model sandbox-tool browser-tool test lab reproduce demo bench clean-venv
+.PHONY: setup lock assets model sandbox-tool browser-tool test lab reproduce demo bench clean-venv
 
-$(STAMP): pyproject.toml
+# Every package but torch is pinned by requirements.lock (a constraints file: `make lock` refreshes it).
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test]'
 	touch $@
+
+# Re-resolve the lock with uv (pinned) for CPython 3.11 on x86-64 Linux. torch and the packages of its GPU builds
+# (nvidia-*, cuda-*, triton) are left out: the torch build is the user's choice (TORCH_SPEC).
+UV_SPEC ?= uv==0.13.9
+lock:
+	$(PYTHON) -m pip install -q $(UV_SPEC)
+	$(PYTHON) -m uv pip compile pyproject.toml --extra test --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-emit-package torch --no-annotate --no-header \
+	  -o requirements.lock   # the pins already there are kept where they still fit (uv's preferences)
+	{ echo "# calibkit's locked environment (constraints for pip): \`make lock\` rewrites this file; do not edit."; \
+	  echo "# torch and its GPU-build packages are not pinned here: see TORCH_SPEC in the Makefile."; \
+	  grep -vE '^(#|nvidia-|cuda-|triton)' requirements.lock; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
 
 setup: $(STAMP)
 

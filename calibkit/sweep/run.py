@@ -45,6 +45,7 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     import torch
 
     from .. import __version__
+    from ..environment import describe
     from ..eval.harness import dense_scores, evaluate
     from ..eval.retention import retention
     from ..models import load_model
@@ -66,6 +67,7 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
               "lower_is_better": res["lower_is_better"], "retention": ret,
               "seconds": {"prune": report.timing["total"], "eval": res["seconds"], "run": time.perf_counter() - t0},
               "versions": {"calibkit": __version__, "torch": torch.__version__, "python": platform.python_version()},
+              "environment": describe(),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     store.put(cfg, record)
     return record
