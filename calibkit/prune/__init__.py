@@ -1,12 +1,16 @@
-"""Pruning: pure per-method math (``magnitude``, ``wanda``, ``sparsegpt``), the layer-sequential ``engine``, the
-``report``, and saving the pruned model as a Hugging Face checkpoint."""
+"""Pruning: one file per method (``magnitude``, ``wanda``, ``sparsegpt``: pure math plus a ``base.Pruner`` object,
+registered in ``methods``), the layer-sequential ``engine``, typed ``options``, the ``report``, and saving the
+pruned model as a Hugging Face checkpoint."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from ..outputs import atomic_dir
-from .engine import METHODS, PruneError, decoder_layers, layer_linears, prune_model
+from .base import PruneContext, Pruned, Pruner
+from .engine import PruneError, decoder_layers, layer_linears, prune_model
+from .methods import METHODS
+from .options import PruneOptions
 from .report import PruneReport
 from .sparsity import Sparsity
 
@@ -14,7 +18,8 @@ REPORT_NAME = "prune_report.json"
 
 
 def prune(model, calibration=None, method: str = "wanda", sparsity="0.5", **options) -> PruneReport:
-    """Prune ``model`` in place (see ``engine.prune_model`` for the options) and return its report."""
+    """Prune ``model`` in place and return its report. ``options``: ``PruneOptions`` fields as keywords (or
+    ``options=PruneOptions(...)``), ``progress`` and ``model_name``; see ``engine.prune_model``."""
     return prune_model(model, calibration, method, sparsity, **options)
 
 
@@ -32,5 +37,5 @@ def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | 
     return Path(out)
 
 
-__all__ = ["METHODS", "PruneError", "PruneReport", "Sparsity", "decoder_layers", "layer_linears", "prune",
-           "prune_model", "save_pruned"]
+__all__ = ["METHODS", "PruneContext", "PruneError", "PruneOptions", "PruneReport", "Pruned", "Pruner", "Sparsity",
+           "decoder_layers", "layer_linears", "prune", "prune_model", "save_pruned"]

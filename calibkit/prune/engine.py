@@ -2,12 +2,14 @@
 
 1. Run the calibration tokens up to the first decoder layer once and keep its inputs (and the keyword arguments the
    model passes to every layer: rotary embeddings, masks).
-2. For each layer: move it to the device; run it with hooks on its Linear modules to collect statistics (X^T X for
-   SparseGPT, sum of x^2 per input for Wanda); Linears that read the same tensor (q/k/v, gate/up) are found from
-   the first batch and share one statistic; prune every Linear with the pure function of its method; run the
-   pruned layer again to produce the next layer's inputs; move it back.
+2. For each layer: move it to the device; run it with hooks on its Linear modules; Linears that read the same tensor
+   (q/k/v, gate/up) are found from the first batch and form a group; the method collects statistics of each
+   group's input and prunes the group; run the pruned layer again to produce the next layer's inputs; move it back.
 Embeddings and lm_head are never touched. The model stays where it is (CPU); only the current layer, the captured
 activations and the small modules before layer 0 visit the device.
+
+The engine knows methods only through ``base.Pruner`` (``methods.METHODS``): it holds no method's name or math.
+Without calibration data (methods that do not need it) no forward pass runs and each Linear is pruned on its own.
 """
 from __future__ import annotations
 
@@ -16,19 +18,18 @@ import time
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .magnitude import magnitude_prune
+from .base import PruneContext, Pruner
+from .methods import METHODS
+from .options import PruneOptions
 from .report import ModuleRecord, PruneReport
-from .sparsegpt import sparsegpt_prune_many
 from .sparsity import Sparsity
-from .wanda import wanda_prune
 from ..errors import CalibkitError, ConfigError
-
-METHODS = ("magnitude", "wanda", "sparsegpt")
 
 
 class PruneError(CalibkitError, RuntimeError):
@@ -89,102 +90,95 @@ def check_finite(weight: torch.Tensor, where: str, when: str) -> None:
 
 # --- the engine --------------------------------------------------------------------------------------------------
 
-def accumulate_lower(H: torch.Tensor, x: torch.Tensor, blocks: int = 4) -> None:
-    """H += x^T x on the block lower triangle only (column blocks), ~5/8 of the full product's work; the upper
-    blocks of H are left stale. The symmetric matrix is ``H.tril() + H.tril(-1).t()``."""
-    cols = x.shape[1]
-    edges = [round(i * cols / blocks) for i in range(blocks + 1)]
-    for a, b in zip(edges[:-1], edges[1:]):
-        if b > a:
-            H[a:, a:b].addmm_(x[:, a:].t(), x[:, a:b])
-
-
-class _Stats:
-    """Statistics of one input shared by a group of Linears."""
-
-    def __init__(self, method: str, columns: int, device: torch.device, recon_rows: torch.Tensor | None):
-        self.tokens = 0
-        self.hessian = torch.zeros(columns, columns, device=device) if method == "sparsegpt" else None
-        self.sq_norms = torch.zeros(columns, device=device) if method == "wanda" else None
-        self.samples: list[torch.Tensor] = []
-        self.recon_rows = recon_rows
-
-    def add(self, x: torch.Tensor, offset: int) -> None:
-        x = x.reshape(-1, x.shape[-1])
-        if self.recon_rows is not None:
-            sel = self.recon_rows[(self.recon_rows >= offset) & (self.recon_rows < offset + len(x))] - offset
-            if len(sel):
-                self.samples.append(x[sel.to(x.device)].float())
-        xf = x.float()
-        if self.hessian is not None:
-            accumulate_lower(self.hessian, xf)
-        if self.sq_norms is not None:
-            self.sq_norms.add_(xf.square().sum(0))
-        self.tokens += len(x)
-
-    def finished_hessian(self) -> torch.Tensor:
-        """X^T X from its accumulated lower triangle."""
-        return self.hessian.tril() + self.hessian.tril(-1).t()
-
-    def check(self, where: str) -> None:
-        for t in (self.hessian, self.sq_norms):
-            if t is not None and not torch.isfinite(t.sum()):
-                raise PruneError(f"non-finite (NaN/inf) activations at the input of {where}")
-
-
-def prune_model(model: nn.Module, calibration, method: str, sparsity, *, device=None, blocksize: int = 128,
-                percdamp: float = 0.01, batch_tokens: int = 16384, recon_tokens: int = 256,
-                progress: bool = True, model_name: str | None = None) -> PruneReport:
+def prune_model(model: nn.Module, calibration, method: str | Pruner, sparsity,
+                options: PruneOptions | dict | None = None, *, progress: bool = True, model_name: str | None = None,
+                **settings) -> PruneReport:
     """Prune ``model`` in place and return a ``PruneReport``.
 
-    calibration: ``[N, L]`` token ids (tensor), a ``CalibrationSet``, or None (magnitude only).
+    calibration: ``[N, L]`` token ids (tensor), a ``CalibrationSet``, or None (methods that need none: magnitude).
+    method: a name in ``METHODS`` (or a ``base.Pruner`` object).
     sparsity: a ``Sparsity``, a fraction in [0, 1) or an ``"N:M"`` string.
-    device: where each layer is run (default: CUDA if available, else CPU). The model itself stays put.
-    batch_tokens: tokens per forward batch (whole sequences; at least one).
-    recon_tokens: calibration tokens (evenly spaced) on which ||WX - W'X||^2 / ||WX||^2 is measured; 0 = skip.
+    options / settings: a ``PruneOptions`` (or dict), and keyword settings that override it: device, blocksize,
+    percdamp, batch_tokens, recon_tokens (see ``PruneOptions``); an unknown name is a ``ConfigError``.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
+    pruner = _method(method)
     sp = Sparsity.parse(sparsity)
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ids = _calibration_ids(calibration, method)
+    options = PruneOptions.of(options, settings)
+    ids = _calibration_ids(calibration, pruner)
     layers_name, layers = decoder_layers(model)
     for i, layer in enumerate(layers):  # refuse bad shapes and damaged weights before any work
         for name, lin in layer_linears(layer).items():
             sp.check_columns(lin.in_features, f"{layers_name}.{i}.{name}")
             check_finite(lin.weight.data, f"{layers_name}.{i}.{name}", "before pruning (nothing was changed)")
-    report = PruneReport.start(model, model_name, method, sp, ids, dict(
-        blocksize=blocksize, percdamp=percdamp, batch_tokens=batch_tokens, recon_tokens=recon_tokens,
-        device=str(device), dtype=str(next(model.parameters()).dtype).removeprefix("torch.")))
+    options = options.resolved(model)
+    report = PruneReport.start(model, model_name, pruner.name, sp, ids, asdict(options))
+    ctx = PruneContext(sp, options, torch.device(options.device), int(ids.shape[1]) if ids is not None else 0)
+    run = _Run(pruner, ctx, layers_name, layers, report, progress)
     t_start = time.perf_counter()
-    if ids is None:
-        for i, layer in enumerate(tqdm(layers, desc=f"{method} {sp}", unit="layer", disable=not progress)):
-            for name, lin in layer_linears(layer).items():
-                t0 = time.perf_counter()
-                w, _ = magnitude_prune(lin.weight.data, sp)
-                check_finite(w, f"{layers_name}.{i}.{name}", "after pruning")
-                lin.weight.data.copy_(w)
-                report.timing["solve"] += time.perf_counter() - t0
-                report.modules.append(ModuleRecord.of(f"{layers_name}.{i}.{name}", lin.weight))
-        report.finish(model, time.perf_counter() - t_start)
-        return report
-
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            _run(model, layers_name, layers, ids, method, sp, device, blocksize, percdamp, batch_tokens,
-                 recon_tokens, progress, report)
+            _run(model, run, ids)
     finally:
         model.train(was_training)
     report.finish(model, time.perf_counter() - t_start)
     return report
 
 
-def _calibration_ids(calibration, method: str) -> torch.Tensor | None:
+@dataclass
+class _Run:
+    """One ``prune_model`` call: what every step of it needs."""
+    method: Pruner
+    ctx: PruneContext
+    layers_name: str
+    layers: nn.ModuleList
+    report: PruneReport
+    progress: bool
+
+
+@dataclass
+class _Activations:
+    """The current layer's inputs and keyword arguments per batch, and the token rows sampled for recon errors."""
+    inputs: list
+    kwargs: list
+    recon_rows: torch.Tensor | None
+
+
+class _Input:
+    """One input tensor read by a group of Linears: the method's statistics of it and the sampled rows."""
+
+    def __init__(self, stats, recon_rows: torch.Tensor | None):
+        self.stats = stats
+        self.recon_rows = recon_rows
+        self.samples: list[torch.Tensor] = []
+
+    def add(self, method: Pruner, x: torch.Tensor, offset: int) -> None:
+        x = x.reshape(-1, x.shape[-1])
+        if self.recon_rows is not None:
+            sel = self.recon_rows[(self.recon_rows >= offset) & (self.recon_rows < offset + len(x))] - offset
+            if len(sel):
+                self.samples.append(x[sel.to(x.device)].float())
+        method.accumulate(self.stats, x)
+
+    def check(self, where: str) -> None:
+        for t in (self.stats or {}).values():
+            if not torch.isfinite(t.sum()):
+                raise PruneError(f"non-finite (NaN/inf) activations at the input of {where}")
+
+
+def _method(method) -> Pruner:
+    if not isinstance(method, str) and callable(getattr(method, "prune_group", None)):
+        return method
+    if not isinstance(method, str) or method not in METHODS:
+        raise ConfigError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def _calibration_ids(calibration, method: Pruner) -> torch.Tensor | None:
     if calibration is None:
-        if method != "magnitude":
-            raise ConfigError(f"{method} needs calibration data")
+        if method.needs_calibration:
+            raise ConfigError(f"{method.name} needs calibration data")
         return None
     ids = calibration.input_ids if hasattr(calibration, "input_ids") else torch.as_tensor(calibration)
     if ids.ndim != 2 or ids.numel() == 0:
@@ -220,67 +214,67 @@ def _outer_modules(model, layers):
                                               list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)))]
 
 
-def _run(model, layers_name, layers, ids, method, sp, device, blocksize, percdamp, batch_tokens, recon_tokens,
-         progress, report):
-    batch = max(1, batch_tokens // ids.shape[1])
+def _start(model, run: _Run, ids: torch.Tensor) -> _Activations:
+    """The calibration batches run up to the first decoder layer."""
+    device, options = run.ctx.device, run.ctx.options
+    batch = max(1, options.batch_tokens // ids.shape[1])
     total_tokens = ids.numel()
-    recon_rows = None
+    recon_rows, recon_tokens = None, options.recon_tokens
     if recon_tokens > 0:
         recon_rows = torch.linspace(0, total_tokens - 1, min(recon_tokens, total_tokens)).round().long().unique()
     home = next(model.parameters()).device
-    outer = _outer_modules(model, layers)
+    outer = _outer_modules(model, run.layers)
     t0 = time.perf_counter()
     for m in outer:
         m.to(device)
     try:
-        inputs, kwargs = _capture(model, layers[0], ids, batch, device)
+        inputs, kwargs = _capture(model, run.layers[0], ids, batch, device)
     finally:
         for m in outer:
             m.to(home)
     _sync(device)
-    report.timing["capture"] += time.perf_counter() - t0
+    run.report.timing["capture"] += time.perf_counter() - t0
+    return _Activations(inputs, kwargs, recon_rows)
 
-    for i, layer in enumerate(tqdm(layers, desc=f"{method} {sp}", unit="layer", disable=not progress)):
-        prefix = f"{layers_name}.{i}"
+
+def _run(model, run: _Run, ids: torch.Tensor | None) -> None:
+    # Forward passes only where they give something: the method's statistics or the reconstruction errors.
+    forwards = ids is not None and (run.method.needs_calibration or run.ctx.options.recon_tokens > 0)
+    home = next(model.parameters()).device
+    device = run.ctx.device if forwards else home
+    acts = _start(model, run, ids) if forwards else None
+    timing = run.report.timing
+    for i, layer in enumerate(tqdm(run.layers, desc=f"{run.method.name} {run.ctx.sparsity}", unit="layer",
+                                   disable=not run.progress)):
+        prefix = f"{run.layers_name}.{i}"
         layer.to(device)
         linears = layer_linears(layer)
-        groups, stats = _collect(layer, linears, inputs, kwargs, method, device, recon_rows, prefix, report)
+        groups = (_collect(run, layer, linears, acts, prefix) if forwards
+                  else [([name], _Input(None, None)) for name in linears])
         t0 = time.perf_counter()
-        for names in groups:
-            st = stats[names[0]]
-            st.check(f"{prefix}.{names[0]}")
-            mods = [linears[n] for n in names]
-            originals = [m.weight.data.clone() for m in mods] if st.samples else None
-            new, extra = _prune_group(method, mods, st, sp, blocksize, percdamp)
-            group_warnings = extra.pop("warnings", [])
-            for k, (name, mod, w) in enumerate(zip(names, mods, new)):
-                check_finite(w, f"{prefix}.{name}", "after pruning")
-                mod.weight.data.copy_(w)
-                err = _recon_error(originals[k], mod.weight.data, st.samples) if originals else None
-                report.modules.append(ModuleRecord.of(f"{prefix}.{name}", mod.weight, err, **extra))
-            for w in group_warnings:
-                msg = f"{prefix}.{'/'.join(names)}: {w}"
-                report.warnings.append(msg)
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        for names, inp in groups:
+            _prune_group(run, prefix, names, [linears[n] for n in names], inp)
         _sync(device)
-        report.timing["solve"] += time.perf_counter() - t0
-        del stats
-        t0 = time.perf_counter()
-        if i + 1 < len(layers):  # the last layer's outputs are not needed
-            for b, (x, kw) in enumerate(zip(inputs, kwargs)):
-                out = _first_tensor(layer(x, **kw))
-                if not torch.isfinite(out.sum()):  # one reduction: NaN/inf anywhere makes the sum non-finite
-                    raise PruneError(f"non-finite (NaN/inf) activations at the output of {prefix} after pruning")
-                inputs[b] = out
-        _sync(device)
-        report.timing["forward"] += time.perf_counter() - t0
+        timing["solve"] += time.perf_counter() - t0
+        del groups
+        if forwards:
+            t0 = time.perf_counter()
+            if i + 1 < len(run.layers):  # the last layer's outputs are not needed
+                for b, (x, kw) in enumerate(zip(acts.inputs, acts.kwargs)):
+                    out = _first_tensor(layer(x, **kw))
+                    if not torch.isfinite(out.sum()):  # one reduction: NaN/inf anywhere makes the sum non-finite
+                        raise PruneError(f"non-finite (NaN/inf) activations at the output of {prefix} after pruning")
+                    acts.inputs[b] = out
+            _sync(device)
+            timing["forward"] += time.perf_counter() - t0
         layer.to(home)
 
 
-def _collect(layer, linears, inputs, kwargs, method, device, recon_rows, prefix, report):
+def _collect(run: _Run, layer, linears, acts: _Activations, prefix: str) -> list[tuple[list[str], _Input]]:
     """One statistics pass over the calibration batches. Linears fed by the same tensor form a group; after the
     first batch the pass stops at the last group's input (nothing after it is needed)."""
-    stats: dict[str, _Stats] = {}
+    method, ctx = run.method, run.ctx
+    stats: dict[str, _Input] = {}
     seen: dict[int, tuple] = {}  # id(input) -> (first Linear that read it, the tensor: kept so ids stay unique)
     groups: dict[str, list[str]] = {}
     order: list[str] = []
@@ -295,12 +289,12 @@ def _collect(layer, linears, inputs, kwargs, method, device, recon_rows, prefix,
                 if lead != name:
                     return
                 order.append(name)
-                stats[name] = _Stats(method, mod.in_features, device, recon_rows)
+                stats[name] = _Input(method.new_stats(mod.in_features, ctx), acts.recon_rows)
             elif name not in stats:
                 return
             t0 = time.perf_counter()
-            stats[name].add(x.detach(), state["offset"])
-            _sync(device)
+            stats[name].add(method, x.detach(), state["offset"])
+            _sync(ctx.device)
             state["stat_time"] += time.perf_counter() - t0
             if not state["first"] and name == order[-1]:
                 raise _Stop
@@ -308,7 +302,7 @@ def _collect(layer, linears, inputs, kwargs, method, device, recon_rows, prefix,
 
     t0 = time.perf_counter()
     with _hooks([m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]):
-        for x, kw in zip(inputs, kwargs):
+        for x, kw in zip(acts.inputs, acts.kwargs):
             try:
                 layer(x, **kw)
             except _Stop:
@@ -316,24 +310,35 @@ def _collect(layer, linears, inputs, kwargs, method, device, recon_rows, prefix,
             state["first"] = False
             seen.clear()
             state["offset"] += x.shape[0] * x.shape[1]
-    _sync(device)
+    _sync(ctx.device)
     elapsed = time.perf_counter() - t0
-    report.timing["statistics"] += state["stat_time"]
-    report.timing["forward"] += elapsed - state["stat_time"]
+    run.report.timing["statistics"] += state["stat_time"]
+    run.report.timing["forward"] += elapsed - state["stat_time"]
     missing = [n for n in linears if not any(n in g for g in groups.values())]
     if missing:
         raise PruneError(f"{prefix}: Linear modules never called in the layer's forward: {', '.join(missing)}")
-    return [groups[lead] for lead in order], stats
+    return [(groups[lead], stats[lead]) for lead in order]
 
 
-def _prune_group(method, mods, st: _Stats, sp, blocksize, percdamp):
-    if method == "sparsegpt":
-        res = sparsegpt_prune_many([m.weight.data for m in mods], st.finished_hessian(), sp, blocksize, percdamp)
-        warn = res[0].warnings + ([f"{res[0].dead_columns} dead input(s) (always zero)"] if res[0].dead_columns else [])
-        return [r.weight for r in res], {"damp": res[0].damp, "warnings": warn}
-    if method == "wanda":
-        return [wanda_prune(m.weight.data, st.sq_norms, sp)[0] for m in mods], {}
-    return [magnitude_prune(m.weight.data, sp)[0] for m in mods], {}
+def _prune_group(run: _Run, prefix: str, names: list[str], mods: list[nn.Linear], inp: _Input) -> None:
+    """Prune one group with the method, write the new weights back, record them."""
+    inp.check(f"{prefix}.{names[0]}")
+    originals = [m.weight.data.clone() for m in mods] if inp.samples else None
+    res = run.method.prune_group([m.weight.data for m in mods], inp.stats, run.ctx)
+    if len(res.weights) != len(mods):
+        raise PruneError(f"{prefix}: {run.method.name} returned {len(res.weights)} weights for {len(mods)} modules")
+    for k, (name, mod, w) in enumerate(zip(names, mods, res.weights)):
+        if w.shape != mod.weight.shape:
+            raise PruneError(f"{prefix}.{name}: {run.method.name} returned a {tuple(w.shape)} weight for "
+                             f"{tuple(mod.weight.shape)}")
+        check_finite(w, f"{prefix}.{name}", "after pruning")
+        mod.weight.data.copy_(w)
+        err = _recon_error(originals[k], mod.weight.data, inp.samples) if originals else None
+        run.report.modules.append(ModuleRecord.of(f"{prefix}.{name}", mod.weight, err, **res.extras))
+    for w in res.warnings:
+        msg = f"{prefix}.{'/'.join(names)}: {w}"
+        run.report.warnings.append(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 def _recon_error(w: torch.Tensor, w_new: torch.Tensor, samples: list[torch.Tensor]) -> float:

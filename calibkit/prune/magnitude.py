@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import PruneContext, Pruned, Stats
 from .sparsity import Sparsity, apply_mask, select
 
 
@@ -18,3 +19,18 @@ def magnitude_prune(weight: torch.Tensor, sparsity: Sparsity) -> tuple[torch.Ten
     """(pruned weight, mask) for a 2-D weight ``[out, in]``."""
     mask = magnitude_mask(weight, sparsity)
     return apply_mask(weight, mask), mask
+
+
+class Magnitude:
+    """The engine's method object (``base.Pruner``): no statistics, each weight on its own."""
+    name = "magnitude"
+    needs_calibration = False
+
+    def new_stats(self, columns: int, ctx: PruneContext) -> Stats:
+        return {}
+
+    def accumulate(self, stats: Stats, x: torch.Tensor) -> None:
+        pass
+
+    def prune_group(self, weights: list[torch.Tensor], stats: Stats | None, ctx: PruneContext) -> Pruned:
+        return Pruned([magnitude_prune(w, ctx.sparsity)[0] for w in weights])

@@ -14,8 +14,6 @@ import torch
 
 from ..errors import ConfigError
 
-NM_PATTERNS = ((2, 4), (4, 8), (8, 16))
-
 
 @dataclass(frozen=True)
 class Sparsity:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import PruneContext, Pruned, Stats
 from .sparsity import Sparsity, apply_mask, select
 
 
@@ -25,3 +26,23 @@ def wanda_prune(weight: torch.Tensor, sq_norms: torch.Tensor, sparsity: Sparsity
     """(pruned weight, mask) for a 2-D weight ``[out, in]``."""
     mask = wanda_mask(weight, sq_norms, sparsity)
     return apply_mask(weight, mask), mask
+
+
+def accumulate_sq_norms(sq_norms: torch.Tensor, x: torch.Tensor) -> None:
+    """sq_norms += sum_t x_tj^2 over the tokens (rows) of ``x`` ``[tokens, in]``, in fp32."""
+    sq_norms.add_(x.float().square().sum(0))
+
+
+class Wanda:
+    """The engine's method object (``base.Pruner``): one ``sq_norms`` per input, shared by the group's weights."""
+    name = "wanda"
+    needs_calibration = True
+
+    def new_stats(self, columns: int, ctx: PruneContext) -> Stats:
+        return {"sq_norms": torch.zeros(columns, device=ctx.device)}
+
+    def accumulate(self, stats: Stats, x: torch.Tensor) -> None:
+        accumulate_sq_norms(stats["sq_norms"], x)
+
+    def prune_group(self, weights: list[torch.Tensor], stats: Stats | None, ctx: PruneContext) -> Pruned:
+        return Pruned([wanda_prune(w, stats["sq_norms"], ctx.sparsity)[0] for w in weights])
