@@ -110,6 +110,14 @@ def _local_model_path(name: str) -> Path | None:
     return Path(name) if os.path.exists(name) else None
 
 
+def _prune_method(text: str) -> str:
+    from .prune.methods import METHODS  # imported only when the option is given: torch is slow to import
+
+    if text not in METHODS:
+        raise ConfigError(f"unknown pruning method {text!r}; known: {', '.join(METHODS)}")
+    return text
+
+
 def _print_table(rows: list[dict], cols: list[str]) -> None:
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
@@ -219,11 +227,11 @@ def cmd_prune(args) -> int:
     from .data.calibration import CalibrationSet
     from .models import EMBEDDED_DEFAULT, TINY, load_model
     from .outputs import check_output_dir
-    from .prune import prune, save_pruned
+    from .prune import METHODS, prune, save_pruned
 
     inputs = [_local_model_path(args.model), args.calib]
     check_output_dir(args.out, args.overwrite, inputs=inputs, what="output folder")
-    if args.method != "magnitude" and not args.calib:
+    if METHODS[args.method].needs_calibration and not args.calib:
         raise ConfigError(f"--method {args.method} needs calibration data: give --calib FILE.jsonl")
     cs = CalibrationSet.from_jsonl(args.calib) if args.calib else None
     model, tok = load_model(args.model, dtype=args.dtype)
@@ -407,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("prune", help="prune a model with a calibration set; save a HF checkpoint + report")
     r.add_argument("--model", default="smollm2-135m", help="embedded name, local directory or hub id")
-    r.add_argument("--method", required=True, choices=["magnitude", "wanda", "sparsegpt"])
+    r.add_argument("--method", required=True, type=_typed(_prune_method, "method"),
+                   help="pruning method (calibkit.prune.METHODS): magnitude, wanda, sparsegpt, ...")
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--sparsity", type=_typed(_sparsity, "sparsity"), help="unstructured fraction in [0, 1), e.g. 0.5")
     g.add_argument("--nm", type=_typed(_nm, "N:M"), help="N:M pattern: N of every M consecutive weights removed, e.g. 2:4")

@@ -361,10 +361,11 @@ PRUNED_DIGESTS = {
     ("sparsegpt", "0.5"): ("e12404bea141a51a", None),
     ("sparsegpt", "2:4"): ("cd0860755b40ef18", None),
 }
-# SparseGPT weights by torch.backends.cpu.get_cpu_capability() (AVX2: recorded with ATEN_CPU_CAPABILITY=avx2).
+# SparseGPT weights by torch.backends.cpu.get_cpu_capability() (AVX2: recorded with ATEN_CPU_CAPABILITY=avx2),
+# re-recorded when the inverse Hessian's factorisation moved to float64 (the masks above did not change).
 SPARSEGPT_WEIGHT_DIGESTS = {
-    "AVX512": {"0.5": "a70dacb0dd0014a7", "2:4": "e169e73cfc2ae34d"},
-    "AVX2": {"0.5": "d6d0139cd18092b7", "2:4": "2661628935c9ce9d"},
+    "AVX512": {"0.5": "acb2bed1e830ae07", "2:4": "f7929f9734cfc2ce"},
+    "AVX2": {"0.5": "6b360ef7eafdd4fe", "2:4": "5f9167256ae9d4cb"},
 }
 
 
