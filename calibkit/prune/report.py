@@ -40,6 +40,7 @@ class PruneReport:
     warnings: list[str] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)  # calibkit.environment.describe(): packages, CPU, threads, device
 
     @classmethod
     def start(cls, model, model_name, method, sparsity, ids, settings) -> PruneReport:
@@ -52,6 +53,7 @@ class PruneReport:
         import transformers
 
         from .. import __version__
+        from ..environment import describe
 
         self.timing["total"] = total_seconds
         pruned = sum(m.shape[0] * m.shape[1] for m in self.modules)
@@ -63,6 +65,7 @@ class PruneReport:
                        "model_sparsity": sum(int((p == 0).sum()) for p in model.parameters()) / max(all_params, 1),
                        "mean_recon_error": sum(errs) / len(errs) if errs else None}
         self.versions = {"calibkit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+        self.environment = describe()
 
     def to_dict(self) -> dict:
         return asdict(self)
