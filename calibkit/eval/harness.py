@@ -10,6 +10,7 @@ its ``metadata: {calibkit: {...}}`` block: the capability ``dimension``, the ``m
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from unittest import mock
@@ -20,6 +21,23 @@ import yaml
 from .. import cache
 from ..data.sources import DIMENSIONS
 from ..errors import CalibkitError
+
+
+class _QuietLmEvalHints(logging.Filter):
+    """lm-eval's hints for its own command line that do not apply to calibkit's calls, dropped: every task with a
+    Python dataset function ("kwargs can be passed with --metadata"), and passing an in-memory model to HFLM (which
+    calibkit does on purpose, one process, no accelerate)."""
+
+    HINTS = ("Custom kwargs can be passed", "`pretrained` model kwarg is not of type `str`",
+             "Passed an already-initialized model through `pretrained`")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(h in message for h in self.HINTS)
+
+
+for _name in ("lm_eval.api.task", "lm_eval.models.huggingface"):
+    logging.getLogger(_name).addFilter(_QuietLmEvalHints())
 
 TASK_DIR = Path(__file__).with_name("tasks")
 META_KEY = "calibkit"  # the block of a task YAML's ``metadata`` that calibkit reads
