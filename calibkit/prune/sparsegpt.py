@@ -11,6 +11,7 @@ matrix product per sub-block: the same arithmetic as the paper's lazy batch upda
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -54,15 +55,32 @@ class SparseGPTResult:
     warnings: list[str]
 
 
+@contextmanager
+def _one_thread_on_cpu(device: torch.device):
+    """LAPACK's blocked Cholesky and triangular solve split their work by the thread count, and the float64 result
+    of an ill-conditioned Hessian differs between thread counts by more than float32's rounding: on the CPU they run
+    on one thread, so the factor (and the mask) is the same on a 1-core and a 64-core machine."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def inverse_hessian(hessian: torch.Tensor, percdamp: float = 0.01) -> InverseHessian:
     """Cholesky factor of the dampened inverse Hessian. Dead inputs (zero diagonal) get a unit diagonal; if the
     matrix is still not positive definite the dampening is raised tenfold, with a warning, up to 8 times.
 
-    The factorisation runs in float64 and the factor is returned in float32: LAPACK's blocked Cholesky and
-    triangular solve give thread-count-dependent float32 results (measured: 0.65 % of a 3-layer model's SparseGPT
-    mask entries flipped between 1 and 2 threads), while float64 differences stay below float32's rounding, so the
-    same inputs give the same mask on any thread count (tests/test_determinism.py). It costs one n^3/3 float64
-    factorisation per group of Linears sharing an input."""
+    The factorisation runs in float64, on one CPU thread, and the factor is returned in float32: LAPACK's blocked
+    Cholesky and triangular solve give thread-count-dependent results (measured: 0.65 % of a 3-layer model's
+    SparseGPT mask entries flipped between 1 and 2 threads in float32; in float64 on SmolLM2-135M the factor still
+    differed in float32's last bits, which the sequential updates amplify to ~10 % of the mask over 30 layers), so
+    the same inputs give the same mask and weights on any thread count (tests/test_determinism.py). It costs one
+    n^3/3 float64 factorisation per group of Linears sharing an input."""
     H = hessian.detach().double().clone()
     if H.ndim != 2 or H.shape[0] != H.shape[1]:
         raise ValueError(f"Hessian must be square, got {tuple(H.shape)}")
@@ -80,11 +98,11 @@ def inverse_hessian(hessian: torch.Tensor, percdamp: float = 0.01) -> InverseHes
     for _ in range(MAX_DAMP_TRIES + 1):
         # Upper factor U of H^-1 (U^T U = H^-1) from one Cholesky of the reversed matrix: with J the reversal,
         # J H J = L L^T gives H^-1 = (J L^-1 J)^T (J L^-1 J), and J L^-1 J is upper triangular.
-        L, info = torch.linalg.cholesky_ex((H + frac * mean_diag * eye).flip(0, 1))
-        if info == 0:
-            U = torch.linalg.solve_triangular(L, eye, upper=False).flip(0, 1)
-            if torch.isfinite(U).all():
-                return InverseHessian(U.float(), frac, dead, warnings)
+        with _one_thread_on_cpu(H.device):
+            L, info = torch.linalg.cholesky_ex((H + frac * mean_diag * eye).flip(0, 1))
+            U = torch.linalg.solve_triangular(L, eye, upper=False).flip(0, 1) if info == 0 else None
+        if U is not None and torch.isfinite(U).all():
+            return InverseHessian(U.float(), frac, dead, warnings)
         nxt = frac * 10 if frac > 0 else 1e-4
         warnings.append(f"Hessian not positive definite with dampening {frac:g}; raised to {nxt:g}")
         frac = nxt
