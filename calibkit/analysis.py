@@ -30,7 +30,7 @@ def main_sets(df: pd.DataFrame) -> pd.DataFrame:
 def label_order(df: pd.DataFrame) -> list[str]:
     """Single sources grouped by pool (General, Commonsense, Code, Math), then mixes, then no calibration."""
     labels = df[["label", "kind", "pool"]].drop_duplicates("label")
-    rank = {"source": 0, "mix": 1, "none": 2}
+    rank = {"source": 0, "mix": 1, "selfgen": 2, "none": 3}
     pool = {d: i for i, d in enumerate(DIMS)}
     labels = labels.assign(r=labels["kind"].map(rank), p=labels["pool"].map(pool).fillna(9))
     labels = labels.assign(b=labels["label"] != BALANCED)
@@ -39,15 +39,25 @@ def label_order(df: pd.DataFrame) -> list[str]:
 
 def _mean_std(df: pd.DataFrame, by: list[str], cols: list[str]) -> pd.DataFrame:
     g = df.groupby(by, sort=False)[cols]
-    return g.mean().join(g.std(ddof=1).fillna(0.0), rsuffix="_std").join(g.size().rename("seeds"))
+    return g.mean().join(g.std(ddof=1).fillna(0.0).add_suffix("_std")).join(g.size().rename("seeds"))
+
+
+def table1_sets(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the study's Table 1: single sources, mix_balanced, the 4:3:3 mixes, self-generated sets and
+    no calibration (Magnitude); not the leave-one-out or ratio mixes of Tables 8/9."""
+    return df[df["kind"].isin(["source", "selfgen", "none"]) | (df["label"] == BALANCED)
+              | df["label"].str.startswith("mix_4_3_3_")]
 
 
 def retention_table(df: pd.DataFrame, sparsity: str, methods=("magnitude", "wanda", "sparsegpt"),
                     sets: str = "main") -> pd.DataFrame:
-    """Per-dimension and total retention (mean over seeds, in %), rows = (method, calibration) — Tables 1/4."""
+    """Per-dimension and total retention (mean over seeds, in %), rows = (method, calibration) — Tables 1/4.
+    ``sets``: ``main`` (single sources, mix_balanced, none), ``table1`` (``table1_sets``) or ``all``."""
     d = df[df["sparsity"] == str(sparsity)]
     if sets == "main":
         d = pd.concat([main_sets(d), d[d["kind"] == "none"]])
+    elif sets == "table1":
+        d = table1_sets(d)
     d = d[d["method"].isin(methods)]
     t = _mean_std(d, ["method", "label"], COLUMNS)
     order = {m: i for i, m in enumerate(methods)}
@@ -161,6 +171,15 @@ def selfgen_table(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     d = df[df["label"].isin(labels) & df["method"].isin(["wanda", "sparsegpt"])]
     t = d.groupby(["label", "method", "sparsity"])["S_total"].mean().unstack(["method", "sparsity"]) * 100
     return t.loc[labels].sort_index(axis=1)
+
+
+def strategy_table(df: pd.DataFrame, sparsity: str, method: str, reference: str) -> pd.DataFrame:
+    """S_d and S_total (%, mean over seeds) of the calibration strategies — the reference source, the
+    self-generated sets and mix_balanced — at one sparsity and pruner: Tables 7 and 10 (40 %, Wanda)."""
+    labels = [lab for lab in [reference, *SELFGEN_ORDER, BALANCED] if lab in set(df["label"])]
+    d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity)) & df["label"].isin(labels)]
+    t = _percent(_mean_std(d, ["label"], COLUMNS))
+    return t.loc[[lab for lab in labels if lab in t.index]]
 
 
 def igsp_gap(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> pd.DataFrame:

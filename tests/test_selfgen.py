@@ -146,7 +146,8 @@ def test_parameters_have_the_defaults_and_check_values():
                                                      "batch_size": 64}
     assert asdict(SGSParams()) == {"prefix_source": "wiki-excerpt", "prefix_tokens": 16, "pool_factor": 2.0,
                                    "drop_top": 0.2, "bins": 4, "batch_size": 64}
-    assert asdict(IGSPParams()) == {"pool_factor": 2.0, "ngram": 4, "batch_size": 64, "alpha": None}
+    assert asdict(IGSPParams()) == {"pool_factor": 2.0, "ngram": 4, "batch_size": 64, "alpha": None,
+                                    "band_pools": "embedded"}
     p = selfgen.parameters("selfgen:sgs", {"batch_size": 8.0, "pool_factor": 3})
     assert (p.batch_size, type(p.batch_size), p.pool_factor, type(p.pool_factor)) == (8, int, 3.0, float)
     assert SGSParams.from_dict(asdict(p)) == p

@@ -16,17 +16,20 @@ STUDY_BANDS = {"General": (5.0, 12.0), "Commonsense": (4.0, 8.0), "Code": (2.0, 
 
 
 def measure_bands(model, tokenizer, seqlen: int, model_name: str, per_source: int = 8,
-                  quantiles: tuple[float, float] = (0.1, 0.9), seed: int = 0, progress: bool = True) -> dict:
-    """Cached per (model identity, sources of each dimension, seqlen, per_source, quantiles, seed)."""
+                  quantiles: tuple[float, float] = (0.1, 0.9), seed: int = 0, progress: bool = True,
+                  family: str = "embedded") -> dict:
+    """Per dimension, the ``quantiles`` of per-sequence perplexity under ``model`` of the dimension-aligned sources of
+    the ``family`` pools (embedded, or the study's 15 sources at paper scale). Cached per (model identity, sources of
+    each dimension, seqlen, per_source, quantiles, seed)."""
     from ..data.calibration import draw_source, pools
     from ..models import identity
     from . import perplexities
 
-    aligned = pools("embedded")
+    aligned = pools(family)
 
     def make():
         out = {"bands": {}, "sources": {}, "quantiles": list(quantiles), "per_source": per_source, "seqlen": seqlen,
-               "study_bands": STUDY_BANDS}
+               "family": family, "study_bands": STUDY_BANDS}
         for dim, names in aligned.items():
             ppl = []
             for name in names:

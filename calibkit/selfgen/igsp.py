@@ -75,7 +75,8 @@ def igsp(model, tokenizer, n: int, seqlen: int, seed: int, model_name: str, prog
     dims = list(DIMENSIONS) if multi else ["General"]
     alpha = p.alpha or [1.0] * len(dims)
     budgets = allocate(n, list(alpha)) if multi else [n]
-    bands = measure_bands(model, tokenizer, seqlen, model_name, progress=progress) if use_band else None
+    bands = (measure_bands(model, tokenizer, seqlen, model_name, progress=progress, family=p.band_pools)
+             if use_band else None)
     rng = np.random.default_rng([int(seed), RANDOM_PICK_SALT])
     sizes = {d: max(b, int(math.ceil(b * p.pool_factor))) for d, b in zip(dims, budgets) if b > 0}
     generated = _pools(model, tokenizer, sizes, seqlen, seed, model_name, SAMPLING, p.batch_size, progress)

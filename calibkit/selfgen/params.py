@@ -123,10 +123,14 @@ class IGSPParams(Params):
     ngram: int = 4
     batch_size: int = 64
     alpha: tuple[float, ...] | None = None
+    band_pools: str = "embedded"  # whose dimension-aligned sources measure the perplexity bands: embedded | study
 
     def __post_init__(self):
         from ..data.sources import DIMENSIONS
 
+        if self.band_pools not in ("embedded", "study"):
+            raise ConfigError(f"selfgen:igsp parameter band_pools must be 'embedded' or 'study', got "
+                              f"{self.band_pools!r}")
         self._real("pool_factor", 1.0)
         self._integer("ngram", 1)
         self._integer("batch_size", 1)
