@@ -100,16 +100,6 @@ def _glue_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _local_model_path(name: str) -> Path | None:
-    """The folder a model name reads from, when it is local (a directory, or an embedded model's cache copy)."""
-    from .models import EMBEDDED
-    from .settings import cache_dir
-
-    if name in EMBEDDED:
-        return cache_dir() / "models" / name
-    return Path(name) if os.path.exists(name) else None
-
-
 def _prune_method(text: str) -> str:
     from .prune.methods import METHODS  # imported only when the option is given: torch is slow to import
 
@@ -225,11 +215,11 @@ def cmd_assets(args) -> int:
 
 def cmd_prune(args) -> int:
     from .data.calibration import CalibrationSet
-    from .models import EMBEDDED_DEFAULT, TINY, load_model
+    from .models import EMBEDDED_DEFAULT, TINY, load_model, local_path
     from .outputs import check_output_dir
     from .prune import METHODS, prune, save_pruned
 
-    inputs = [_local_model_path(args.model), args.calib]
+    inputs = [local_path(args.model), args.calib]
     check_output_dir(args.out, args.overwrite, inputs=inputs, what="output folder")
     if METHODS[args.method].needs_calibration and not args.calib:
         raise ConfigError(f"--method {args.method} needs calibration data: give --calib FILE.jsonl")

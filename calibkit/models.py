@@ -88,13 +88,21 @@ def _checkpoint_problem(out: Path, asset: assets.Asset) -> str | None:
     return None
 
 
+def local_path(name: str) -> Path | None:
+    """The folder a model name reads from when it is local: an embedded model's converted copy in the cache (whether
+    converted yet or not), or an existing path; None for tiny models and hub ids."""
+    if name in EMBEDDED:
+        return cache_dir() / "models" / name
+    return Path(name) if os.path.exists(name) else None
+
+
 def embedded_checkpoint(name: str = EMBEDDED_DEFAULT) -> Path:
     """Directory of the converted HF checkpoint of an embedded model, converting it on first use, and again when it
     was converted from other GGUF bytes than the verified asset or one of its files is missing, truncated or changed."""
     if name not in EMBEDDED:
         raise ModelLoadError(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
     asset = assets.get(EMBEDDED[name])
-    out = cache_dir() / "models" / name
+    out = local_path(name)
     problem = _checkpoint_problem(out, asset)
     if problem is None:
         return out

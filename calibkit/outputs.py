@@ -46,7 +46,7 @@ def _check_inputs(out: Path, inputs, what: str) -> None:
             raise OutputError(f"{what} {out} {how} the input {inp}; choose another output path")
 
 
-def _check_parent(path: Path, what: str) -> None:
+def check_parent(path: Path, what: str) -> None:
     """The nearest existing ancestor must be a writable directory (so the output can be created)."""
     parent = path.parent
     while not parent.exists():
@@ -79,7 +79,7 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False, inputs=(),
             if not is_calibkit_dir(path):
                 raise OutputError(f"{what} {out} was not written by calibkit (no {MARKER} marker); refusing to "
                                   "replace it even with --overwrite")
-    _check_parent(path, what)
+    check_parent(path, what)
     return path
 
 
@@ -93,7 +93,7 @@ def check_output_files(paths, overwrite: bool = False, inputs=(), what: str = "o
             raise OutputError(f"{what} {p} is a folder; give a file path")
         if path.exists() and not overwrite:
             raise OutputError(f"{what} {p} exists; choose a new path, or pass --overwrite to replace it")
-        _check_parent(path, what)
+        check_parent(path, what)
         out.append(path)
     return out
 

@@ -34,7 +34,7 @@ class Store:
 
     def claim(self) -> None:
         """Make ``root`` a store, refusing a non-empty folder that is not one (nothing of the user's is touched)."""
-        from ..outputs import _check_parent
+        from ..outputs import check_parent
 
         if self.root.exists() and not self.root.is_dir():
             raise SweepError(f"store {self.root} exists and is not a folder")
@@ -43,7 +43,7 @@ class Store:
             if foreign:
                 raise SweepError(f"store {self.root} is a non-empty folder that is not a calibkit store (it holds "
                                  f"{', '.join(sorted(foreign)[:3])}); choose another --store")
-        _check_parent(self.root, "store")
+        check_parent(self.root, "store")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / STORE_MARKER).touch()
 
