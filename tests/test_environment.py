@@ -1,7 +1,6 @@
 import json
 
 from calibkit import environment as E
-from calibkit.cli import main
 
 
 def test_describe_names_packages_cpu_kernels_and_threads():
