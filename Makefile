@@ -1,4 +1,5 @@
-# calibkit — `make reproduce` (main job) and `make test`; each sets itself up when needed, idempotently.
+# calibkit — `make reproduce` (recompute the study and check it), `make figures` (reports from the committed records)
+# and `make test`; each sets itself up when needed, idempotently.
 PYTHON    ?= python3
 VENV      ?= .venv
 BIN       := $(VENV)/bin
@@ -9,7 +10,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
-.PHONY: setup lock assets model sandbox-tool browser-tool test lab reproduce demo bench clean-venv
+.PHONY: setup lock assets model sandbox-tool browser-tool test lab figures study reproduce demo bench clean-venv
 
 # Every package but torch is pinned by requirements.lock (a constraints file: `make lock` refreshes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -81,22 +82,37 @@ $(BENCH_VENV)/bin/.installed: pyproject.toml
 bench: model $(BENCH_VENV)/bin/.installed
 	$(BENCH_VENV)/bin/python bench/prune_bench.py --json reports/bench/prune_bench.json $(BENCH_ARGS)
 
-# The study's figures and tables: notebooks 01-04 run with papermill into reports/ (PROFILE=embedded) or
-# reports/<PROFILE>/ (e.g. PROFILE=paper on a GPU machine with the hub). Finished sweep runs are reused from
-# results/<PROFILE>/; delete that folder to recompute everything.
+# The study. Its run records live in results/<PROFILE>/ (results/embedded/ is committed); reports/ (PROFILE=embedded)
+# or reports/<PROFILE>/ are generated from them by notebooks 01-05 (papermill).
+#   make figures    reports from the records only (compute=False: nothing is pruned, evaluated or profiled)
+#   make study      compute the missing runs of results/<PROFILE>/ (resumable), then make figures
+#   make reproduce  recompute every run into a fresh store ($(FRESH), resumable), then compare it with the committed
+#                   records of the same run keys: "reproduced K/N runs: max |Δ retention| ..."
 PROFILE   ?= embedded
 NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp
 GROUPS    ?=
 GROUPS_ARG = $(if $(GROUPS),-y "groups: [$(GROUPS)]")
 REPORTS   := $(if $(filter embedded,$(PROFILE)),reports,reports/$(PROFILE))
-reproduce: model
+STORE     ?= results/$(PROFILE)
+FRESH     ?= results/$(PROFILE)-reproduce
+COMPUTE   ?= False
+figures: model
 	mkdir -p $(REPORTS)/notebooks
 	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb ($(PROFILE))"; \
-	  $(BIN)/papermill -p profile $(PROFILE) $(GROUPS_ARG) --cwd notebooks notebooks/$$nb.ipynb $(REPORTS)/notebooks/$$nb.ipynb \
-	    || exit 1; \
+	  echo "== $$nb ($(PROFILE), compute=$(COMPUTE))"; \
+	  $(BIN)/papermill -p profile $(PROFILE) -p compute $(COMPUTE) $(GROUPS_ARG) --cwd notebooks \
+	    notebooks/$$nb.ipynb $(REPORTS)/notebooks/$$nb.ipynb --no-progress-bar || exit 1; \
 	done
 	@echo "reports index: $(REPORTS)/README.md"
+
+study: model
+	$(BIN)/calibkit sweep $(PROFILE) --store $(STORE)
+	$(MAKE) figures PROFILE=$(PROFILE)
+
+reproduce: model
+	$(BIN)/calibkit sweep $(PROFILE) --store $(FRESH)
+	@if [ -d $(STORE)/runs ]; then $(BIN)/calibkit compare $(STORE) $(FRESH); \
+	 else echo "no committed records in $(STORE): nothing to compare; the recomputed study is in $(FRESH)"; fi
 
 demo: model
 	mkdir -p reports/demo

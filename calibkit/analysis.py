@@ -73,6 +73,30 @@ def _percent(t: pd.DataFrame) -> pd.DataFrame:
     return t.assign(**{c: 100 * t[c] for c in cols})
 
 
+def mean_sd(t: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A table with ``<col>`` and ``<col>_std`` columns (and ``seeds``) as "mean ± sd" text per column, for
+    reading; columns without a ``_std`` partner are kept as they are."""
+    out = {}
+    for c in t.columns:
+        if c.endswith("_std") or c == "seeds":
+            continue
+        if f"{c}_std" in t.columns:
+            out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(m) else "" for m, s in zip(t[c], t[f"{c}_std"])]
+        else:
+            out[c] = t[c]
+    res = pd.DataFrame(out, index=t.index)
+    return res.assign(seeds=t["seeds"]) if "seeds" in t.columns else res
+
+
+def pm_pivot(d: pd.DataFrame, index, columns, value: str = "S_total", digits: int = 1) -> pd.DataFrame:
+    """Pivot of ``value`` (x100) as "mean ± sd (n seeds)" text: tables by sparsity and pruner for reading."""
+    g = d.groupby([*([index] if isinstance(index, str) else index), *([columns] if isinstance(columns, str)
+                                                                      else columns)])[value]
+    m, s, n = g.mean() * 100, g.std(ddof=1).fillna(0.0) * 100, g.size()
+    text = pd.Series([f"{a:.{digits}f} ± {b:.{digits}f} ({c})" for a, b, c in zip(m, s, n)], index=m.index)
+    return text.unstack(columns)
+
+
 def profile_table(df: pd.DataFrame) -> pd.DataFrame:
     """The 7 information metrics per calibration set (mean over seeds), ordered by Distortion — Table 3."""
     d = df[df["kind"] != "none"].drop_duplicates(["label", "seed"])
@@ -80,20 +104,23 @@ def profile_table(df: pd.DataFrame) -> pd.DataFrame:
     return t.sort_values("distortion")
 
 
-def sparsity_table(df: pd.DataFrame, method: str, labels: list[str] | None = None) -> pd.DataFrame:
-    """S_total (%) per calibration set (rows) and sparsity (columns) for one method — Tables 2/14, Figure 7."""
+def sparsity_table(df: pd.DataFrame, method: str, labels: list[str] | None = None, sd: bool = False) -> pd.DataFrame:
+    """S_total (%) per calibration set (rows) and sparsity (columns) for one method — Tables 2/14, Figure 7;
+    ``sd``: as "mean ± sd (seeds)" text."""
     d = df[df["method"] == method]
     if labels is not None:
         d = d[d["label"].isin(labels)]
-    t = d.groupby(["label", "sparsity"])["S_total"].mean().unstack("sparsity") * 100
+    t = (pm_pivot(d, "label", "sparsity") if sd else
+         d.groupby(["label", "sparsity"])["S_total"].mean().unstack("sparsity") * 100)
     t = t[sorted(t.columns, key=_sparsity_key)]
     return t.loc[[lab for lab in label_order(df) if lab in t.index]]
 
 
 def dimension_by_sparsity(df: pd.DataFrame, method: str, label: str) -> pd.DataFrame:
-    """S_d and S_total (%) per sparsity for one method and calibration set — Table 5, Figure 4."""
+    """S_d and S_total (%, mean and sd over seeds) per sparsity for one method and calibration set — Table 5,
+    Figure 4."""
     d = df[(df["method"] == method) & (df["label"] == label)]
-    t = d.groupby("sparsity")[COLUMNS].mean() * 100
+    t = _percent(_mean_std(d, ["sparsity"], COLUMNS))
     return t.loc[sorted(t.index, key=_sparsity_key)]
 
 
@@ -105,12 +132,15 @@ def spreads(df: pd.DataFrame, sparsity: str) -> pd.DataFrame:
     return out.assign(sets=g.groupby("method").size())
 
 
-def spearman_table(df: pd.DataFrame, method: str, sparsity: str, metrics=PROFILE_METRICS) -> pd.DataFrame:
-    """Spearman ρ and p between each profile metric and each dimension's retention across the main-grid sets
-    (scipy.stats.spearmanr) — Table 6, Figure 2. Metrics constant across sets give NaN (no ranking)."""
+def spearman_table(df: pd.DataFrame, method: str, sparsity: str, metrics=PROFILE_METRICS,
+                   with_mix: bool = False) -> pd.DataFrame:
+    """Spearman ρ and p between each profile metric and each dimension's retention across the single sources, seed
+    means (scipy.stats.spearmanr; ``with_mix`` adds mix_balanced, which the study leaves out) — Table 6, Figure 2.
+    Metrics constant across sets give NaN (no ranking)."""
     from scipy.stats import spearmanr
 
-    d = main_sets(df[(df["method"] == method) & (df["sparsity"] == str(sparsity))])
+    d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity))]
+    d = main_sets(d) if with_mix else d[d["kind"] == "source"]
     g = d.groupby("label")[list(metrics) + COLUMNS].mean()
     rows = []
     for m in metrics:
@@ -146,7 +176,7 @@ def mix_table(df: pd.DataFrame, sparsity: str, prefix: str, method: str = "spars
     Table 9), S_d and S_total (%), and the change of S_total against mix_balanced."""
     d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity)) & (df["kind"] == "mix")]
     d = d[(d["label"] == BALANCED) | d["label"].str.startswith(prefix)]
-    t = d.groupby("label")[COLUMNS].mean() * 100
+    t = _percent(_mean_std(d, ["label"], COLUMNS))
     if BALANCED in t.index:
         t["delta_total"] = t["S_total"] - t.loc[BALANCED, "S_total"]
         t = t.loc[[BALANCED] + sorted(i for i in t.index if i != BALANCED)]
@@ -169,7 +199,7 @@ def selfgen_table(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     sparsity — the self-generation block of Tables 2 and 15."""
     labels = [lab for lab in SELFGEN_ORDER + [reference, BALANCED] if lab in set(df["label"])]
     d = df[df["label"].isin(labels) & df["method"].isin(["wanda", "sparsegpt"])]
-    t = d.groupby(["label", "method", "sparsity"])["S_total"].mean().unstack(["method", "sparsity"]) * 100
+    t = pm_pivot(d, "label", ["method", "sparsity"])
     return t.loc[labels].sort_index(axis=1)
 
 
@@ -185,28 +215,11 @@ def strategy_table(df: pd.DataFrame, sparsity: str, method: str, reference: str)
 def igsp_gap(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> pd.DataFrame:
     """S_d (%) of IGSP and mix_balanced and their difference — Table 12."""
     d = df[(df["method"] == method) & (df["sparsity"] == str(sparsity))]
-    t = d[d["label"].isin(["selfgen:igsp", BALANCED])].groupby("label")[COLUMNS].mean() * 100
+    t = _percent(_mean_std(d[d["label"].isin(["selfgen:igsp", BALANCED])], ["label"], COLUMNS))
     if len(t) == 2:
         t.loc["gap (igsp - mix_balanced)"] = t.loc["selfgen:igsp"] - t.loc[BALANCED]
+        t.loc["gap (igsp - mix_balanced)", [f"{c}_std" for c in COLUMNS] + ["seeds"]] = np.nan
     return t
-
-
-def finding_f5(df: pd.DataFrame, sparsity: str) -> dict:
-    d = df[(df["method"] == "sparsegpt") & (df["sparsity"] == str(sparsity))]
-    tot = d.groupby("label")["S_total"].mean() * 100
-    need = ["selfgen:igsp", "selfgen:selfcal", "selfgen:sgs"]
-    if not all(k in tot.index for k in need):
-        return {"claim": "IGSP beats Self-Cal and SGS (SparseGPT)", "holds": None, "numbers": {},
-                "text": "not measured: needs IGSP, Self-Cal and SGS runs under SparseGPT at this sparsity"}
-    i, c, g = (tot[k] for k in need)
-    return {"claim": "IGSP beats Self-Cal and SGS on S_total at the highest sparsity (SparseGPT)",
-            "holds": bool(i > c and i > g), "numbers": {"igsp": i, "selfcal": c, "sgs": g},
-            "text": f"IGSP {i:.1f} vs Self-Cal {c:.1f} ({i - c:+.1f}) and SGS {g:.1f} ({i - g:+.1f})"}
-
-
-def finding_f5_markdown(f5: dict) -> str:
-    verdict = {True: "holds", False: "does not hold", None: "not measured"}[f5["holds"]]
-    return f"- **F5** ({f5['claim']}): **{verdict}** — {f5['text']}.\n"
 
 
 def band_table(bands: dict, model: str) -> pd.DataFrame:
@@ -227,84 +240,51 @@ def prune_runs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def timing_markdown(df: pd.DataFrame) -> str:
-    """Where the time of the runs in the store went, per pruner."""
-    t = df.groupby("method").agg(runs=("run_s", "size"), prune_s=("prune_s", "sum"), eval_s=("eval_s", "sum"),
+    """Where the time of the runs in the store went: per pruner, and per stage (building the calibration set —
+    generation for self-generated sets —, profiling it, pruning, evaluating; the rest is copying the model and
+    the dense evaluation, once per process)."""
+    stages = [c for c in ("build_s", "profile_s", "prune_s", "eval_s") if c in df.columns]
+    t = df.groupby("method").agg(runs=("run_s", "size"), **{c: (c, "sum") for c in stages},
                                  run_s=("run_s", "sum"), mean_run_s=("run_s", "mean")).round(1)
-    return (f"{len(df)} runs, {df['run_s'].sum() / 60:.1f} min of run time in the store "
-            f"(prune {df['prune_s'].sum() / 60:.1f} min, evaluation {df['eval_s'].sum() / 60:.1f} min; "
-            "the rest is model loading, calibration building and profiling).\n\n" + t.to_markdown())
+    total = df["run_s"].sum()
+    parts = ", ".join(f"{c.removesuffix('_s')} {df[c].sum() / 60:.1f} min ({df[c].sum() / total:.0%})"
+                      for c in stages) if total else ""
+    return (f"{len(df)} runs, {total / 60:.1f} min of run time in the store: {parts}; the rest is copying the model "
+            "and the one dense evaluation per process.\n\n" + t.to_markdown())
 
 
-# --- findings --------------------------------------------------------------------------------------
-
-FAR = 2.0  # F1: "far exceed" read as at least twice the aggregated spread
-
-
-def findings(df: pd.DataFrame, sparsity: str) -> dict:
-    """F1–F4 of the study, measured on this table at ``sparsity`` (the highest of the main grid). Each entry:
-    {"claim", "holds" (True/False/None when it cannot be measured), "numbers", "text"}."""
-    out = {}
-    sp = spreads(df, sparsity)
-
-    rows = []
-    for method, r in sp.iterrows():
-        dims = {d: r[f"S_{d}"] for d in DIMS}
-        widest = max(dims, key=dims.get)
-        rows.append((method, r["S_total"], widest, dims[widest]))
-    holds = all(w >= FAR * t for _, t, _, w in rows) if rows else None
-    out["F1"] = {"claim": f"per-dimension spreads far exceed (>= {FAR:g}x) the spread of S_total",
-                 "holds": holds, "numbers": {m: {"total_spread": t, "widest": w, "widest_spread": s}
-                                             for m, t, w, s in rows},
-                 "text": "; ".join(f"{m}: S_total spread {t:.1f} pts vs {w} {s:.1f} pts ({s / t if t else np.inf:.1f}x)"
-                                   for m, t, w, s in rows)}
-
-    f2 = {}
-    for method in ("sparsegpt", "wanda"):
-        sp_tab = spearman_table(df, method, sparsity, ["distortion"]).set_index("retention")
-        if sp_tab["rho"].notna().any():
-            f2[method] = {d: (sp_tab.loc[d, "rho"], sp_tab.loc[d, "p"]) for d in DIMS}
-    def opposite(r):
-        g = r["General"][0]
-        return bool(np.sign(g) != 0 and all(np.sign(r[d][0]) == -np.sign(g) for d in ("Math", "Code")))
-    out["F2"] = {"claim": "the Distortion-retention correlation has opposite signs for General vs Math and Code",
-                 "holds": {m: opposite(r) for m, r in f2.items()} or None, "numbers": f2,
-                 "text": "; ".join(f"{m}: " + ", ".join(f"{d} rho {v[0]:+.2f} (p {v[1]:.2f})" for d, v in r.items())
-                                   for m, r in f2.items())}
-
-    sg = main_sets(df[(df["method"] == "sparsegpt") & (df["sparsity"] == str(sparsity))])
-    tot = sg.groupby("label")["S_total"].mean() * 100
-    if BALANCED in tot.index and len(tot) > 1:
-        singles = tot.drop(BALANCED)
-        best = singles.idxmax()
-        out["F3"] = {"claim": "mix_balanced beats every single source on S_total at the highest sparsity (SparseGPT)",
-                     "holds": bool(tot[BALANCED] > singles.max()),
-                     "numbers": {"mix_balanced": tot[BALANCED], "best_single": best, "best_single_total": singles[best]},
-                     "text": f"mix_balanced {tot[BALANCED]:.1f} vs best single source {best} {singles[best]:.1f}"}
-    else:
-        out["F3"] = {"claim": "mix_balanced beats every single source (SparseGPT)", "holds": None, "numbers": {},
-                     "text": "not measured: no mix_balanced and single-source SparseGPT runs at this sparsity"}
-
-    if {"wanda", "sparsegpt"} <= set(sp.index):
-        w, s = sp.loc["wanda", "S_total"], sp.loc["sparsegpt", "S_total"]
-        out["F4"] = {"claim": "the calibration spread of S_total is narrower under Wanda than under SparseGPT",
-                     "holds": bool(w < s), "numbers": {"wanda": w, "sparsegpt": s},
-                     "text": f"S_total spread Wanda {w:.1f} pts vs SparseGPT {s:.1f} pts"}
-    else:
-        out["F4"] = {"claim": "Wanda spread narrower than SparseGPT", "holds": None, "numbers": {},
-                     "text": "not measured: needs both methods at this sparsity"}
-    return out
-
-
-def findings_markdown(found: dict, sparsity: str, profile: str) -> str:
-    def verdict(h):
-        if isinstance(h, dict):
-            return ", ".join(f"{m}: {'holds' if v else 'does not hold'}" for m, v in h.items())
-        return {True: "holds", False: "does not hold", None: "not measured"}[h]
-
-    lines = [f"Findings on profile `{profile}` at sparsity {sparsity} (measured, not tuned):", ""]
-    for k, f in found.items():
-        lines.append(f"- **{k}** ({f['claim']}): **{verdict(f['holds'])}** — {f['text']}.")
+def noise_markdown(df: pd.DataFrame, se: pd.DataFrame) -> str:
+    """The noise floor: evaluation-item SEs (``verdicts.se_table``) and the seed-to-seed sd of S_total."""
+    sd = df[df["kind"] != "none"].groupby(["method", "sparsity", "label"])["S_total"].std(ddof=1).dropna() * 100
+    seeds = df[df["kind"] != "none"].groupby(["method", "sparsity", "label"]).size()
+    lines = ["Bootstrap standard error (points of %) of each run's retention over evaluation items (paired resampling "
+             "of the same items for the pruned and the dense model, 2000 draws):", "", se.round(2).to_markdown(), ""]
+    if len(sd):
+        lines.append(f"Seed-to-seed sd of S_total over calibration seeds: median {sd.median():.2f} pts, max "
+                     f"{sd.max():.2f} pts ({len(sd)} cells with {int(seeds.min())}-{int(seeds.max())} seeds).")
     return "\n".join(lines) + "\n"
+
+
+def environment_markdown(store) -> str:
+    """The environment the store's runs were computed in (``calibkit.environment.describe`` in every record)."""
+    from .sweep import Store
+
+    envs = {}
+    for r in Store(store).records():
+        e = r.get("environment") or {}
+        pk, torch, cpu = e.get("packages") or {}, e.get("torch") or {}, e.get("cpu") or {}
+        key = (e.get("python"), torch.get("version"), f"{cpu.get('model')} ({torch.get('cpu_capability')}, "
+               f"{cpu.get('cores')} cores, {torch.get('threads')} threads)",
+               "yes" if pk.get("lock_sha256") and not pk.get("lock_deviations") else
+               f"no: {', '.join(pk.get('lock_deviations') or ['no lock'])}", pk.get("sha256", "")[:12])
+        envs[key] = envs.get(key, 0) + 1
+    if not envs:
+        return "No run records.\n"
+    rows = "\n".join(f"| {py} | {torch} | {cpu} | {lock} | {h} | {n} |"
+                     for (py, torch, cpu, lock, h), n in envs.items())
+    return ("Environment recorded in the run records (`calibkit.environment.describe`):\n\n"
+            "| python | torch | CPU (kernels, cores, threads) | packages match requirements.lock "
+            "| installed set sha256 | runs |\n|---|---|---|---|---|---|\n" + rows + "\n")
 
 
 # --- writing tables -----------------------------------------------------------------------------------

@@ -310,11 +310,26 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .sweep.compare import compare_stores, summary_line
+
+    for root in (args.committed, args.fresh):
+        if not (Path(root) / "runs").is_dir():
+            raise ConfigError(f"{root} is not a sweep store with runs (no {Path(root) / 'runs'})")
+    res = compare_stores(args.committed, args.fresh)
+    bad = {k: r for k, r in res["runs"].items() if not r["reproduced"]}
+    for key, r in bad.items():
+        print(f"not reproduced: {key} {r['label']} {r['method']} {r['sparsity']} seed {r['seed']}: "
+              f"|Δ retention| {r['retention_pts']:.2f} pts, |Δ profile| {r['profile_rel']:.2g}")
+    print(summary_line(res))
+    return 1 if bad else 0
+
+
 def cmd_retention(args) -> int:
     from transformers import AutoConfig
 
     from .eval.harness import check_same_architecture, dense_scores, evaluate, suite
-    from .eval.retention import across_seeds, retention
+    from .eval.retention import across_seeds, bootstrap_se, retention
     from .models import load_model, resolve
 
     suite(args.suite, args.tasks)
@@ -331,8 +346,10 @@ def cmd_retention(args) -> int:
     for d in args.pruned:
         model, tok = load_model(d, device=args.device or "cpu")
         res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks)
-        ret = retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"]))
-        runs.append({"pruned": d, "scores": res["scores"], "seconds": res["seconds"]} | ret)
+        lower = set(res["lower_is_better"])
+        ret = retention(res["scores"], dense["scores"], res["dimensions"], lower)
+        se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower)
+        runs.append({"pruned": d, "scores": res["scores"], "seconds": res["seconds"], "se": se} | ret)
     out = {"base": args.base, "suite": args.suite, "dense": dense, "runs": runs}
     if len(runs) > 1:
         out["across_seeds"] = across_seeds(runs)
@@ -342,8 +359,8 @@ def cmd_retention(args) -> int:
     print(f"dense {args.base}: " + ", ".join(f"{t} {v:.4f}" for t, v in dense["scores"].items())
           + (" (cached)" if dense.get("cached") else f" ({dense['seconds']:.1f} s)"))
     for r in runs:
-        print(f"{r['pruned']}: total {r['total']:.4f}; "
-              + ", ".join(f"{d} {v:.4f}" for d, v in r["dimensions"].items())
+        print(f"{r['pruned']}: total {r['total']:.4f} (SE {r['se']['total']:.4f}); "
+              + ", ".join(f"{d} {v:.4f} (SE {r['se']['dimensions'][d]:.4f})" for d, v in r["dimensions"].items())
               + "; tasks " + ", ".join(f"{t} {v:.4f}" for t, v in r["tasks"].items()))
     if len(runs) > 1:
         s = out["across_seeds"]
@@ -454,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--only", help="comma-separated experiment groups of the profile (default: all)")
     w.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
     w.set_defaults(func=cmd_sweep)
+
+    c = sub.add_parser("compare", help="reproduction check: recomputed runs against committed ones (same keys)")
+    c.add_argument("committed", help="the committed store, e.g. results/embedded")
+    c.add_argument("fresh", help="the recomputed store, e.g. results/embedded-reproduce")
+    c.set_defaults(func=cmd_compare)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")
     a.add_argument("action", choices=["fetch", "verify", "list"])

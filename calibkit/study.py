@@ -29,6 +29,13 @@ class Study:
     def results(self):
         return sweep.results_table(self.store)
 
+    def coverage(self, groups: list[str] | None = None) -> dict:
+        """How many of the (chosen groups') runs the store holds, without computing any."""
+        configs = self.configs(groups)
+        store = sweep.Store(self.store)
+        done = sum(store.done(c) for c in configs)
+        return {"total": len(configs), "done": done, "missing": len(configs) - done, "store": str(self.store)}
+
     def __str__(self) -> str:
         p = self.profile
         return (f"profile {self.name}: model {p['model']}, suite {p.get('suite', 'embedded')}, "

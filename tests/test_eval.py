@@ -38,26 +38,26 @@ def test_suites_are_the_task_folders_and_read_their_yaml_metadata(tmp_path):
     from calibkit.eval import harness
 
     assert harness.read_suites() == SUITES and list(SUITES) == ["embedded", "paper"]
-    assert [t.name for t in SUITES["embedded"]] == ["ck_ptb_bpb", "ck_social_iqa", "ck_humaneval_bpb",
+    assert [t.name for t in SUITES["embedded"]] == ["ck_ptb_bpb", "ck_social_iqa_bpb", "ck_humaneval_bpb",
                                                      "ck_gsm8k_bpb"]  # the declared order, not the file names'
     ptb = SUITES["embedded"][0]
-    assert (ptb.dimension, ptb.metric, ptb.lower_is_better, ptb.items) == ("General", "bits_per_byte", True, 3)
+    assert (ptb.dimension, ptb.metric, ptb.lower_is_better, ptb.items) == ("General", "bits_per_byte", True, 40)
     assert {t.name: t.metric for t in SUITES["paper"]}["ck_gsm8k"] == "exact_match,flexible-extract"
 
     root = _copy_suite(tmp_path)
     folder = root / "embedded"
     # dimension, items and order come from the task's metadata block; the direction from its metric_list
-    _edit(folder / "ck_social_iqa.yaml", "dimension: Commonsense", "dimension: Code")
-    _edit(folder / "ck_social_iqa.yaml", "items: 60", "items: 7")
-    _edit(folder / "ck_social_iqa.yaml", "higher_is_better: true", "higher_is_better: false")
-    _edit(folder / "ck_social_iqa.yaml", "order: 2", "order: 9")
+    _edit(folder / "ck_social_iqa_bpb.yaml", "dimension: Commonsense", "dimension: Code")
+    _edit(folder / "ck_social_iqa_bpb.yaml", "items: 400", "items: 7")
+    _edit(folder / "ck_social_iqa_bpb.yaml", "higher_is_better: false", "higher_is_better: true")
+    _edit(folder / "ck_social_iqa_bpb.yaml", "order: 2", "order: 9")
     (root / "extra").mkdir()
     (folder / "ck_gsm8k_bpb.yaml").rename(root / "extra" / "ck_gsm8k_bpb.yaml")  # membership is the folder
     suites = harness.read_suites(root)
     assert list(suites) == ["embedded", "extra"]
-    assert [t.name for t in suites["embedded"]] == ["ck_ptb_bpb", "ck_humaneval_bpb", "ck_social_iqa"]
+    assert [t.name for t in suites["embedded"]] == ["ck_ptb_bpb", "ck_humaneval_bpb", "ck_social_iqa_bpb"]
     siqa = suites["embedded"][-1]
-    assert (siqa.dimension, siqa.lower_is_better, siqa.items) == ("Code", True, 7)
+    assert (siqa.dimension, siqa.lower_is_better, siqa.items) == ("Code", False, 7)
     assert [t.name for t in suites["extra"]] == ["ck_gsm8k_bpb"]
 
 
@@ -91,13 +91,13 @@ def test_dense_cache_is_keyed_by_the_task_files(tmp_path, monkeypatch):
 
     def fake_evaluate(model, tok, suite_name, limit, tasks=None):
         calls.append(suite_name)
-        return {"suite": suite_name, "scores": {"ck_ptb_bpb": float(len(calls))}}
+        return {"suite": suite_name, "scores": {"ck_ptb_bpb": float(len(calls))}, "per_item": {"ck_ptb_bpb": []}}
 
     monkeypatch.setattr(harness, "evaluate", fake_evaluate)
     first = harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"])
     again = harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"])
     assert first["cached"] is None and again["cached"] and again["scores"] == first["scores"] and len(calls) == 1
-    _edit(harness.TASK_DIR / "embedded" / "ck_ptb_bpb.yaml", "version: 1.0", "version: 1.1")
+    _edit(harness.TASK_DIR / "embedded" / "ck_ptb_bpb.yaml", "version: 2.0", "version: 2.1")
     changed = harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"])
     assert changed["cached"] is None and changed["scores"] == {"ck_ptb_bpb": 2.0}
     assert harness.dense_scores("tiny-llama", lambda: (None, None), tasks=["ck_ptb_bpb"], refresh=True)["cached"] is None
@@ -105,10 +105,17 @@ def test_dense_cache_is_keyed_by_the_task_files(tmp_path, monkeypatch):
 
 def test_evaluate_tiny_model_through_lm_eval():
     model, tok = load_model("tiny-llama")
-    res = evaluate(model, tok, "embedded", limit=2, batch_size=4)
+    res = evaluate(model, tok, "embedded", limit=3, batch_size=4, progress=False)
     assert set(res["scores"]) == {t.name for t in SUITES["embedded"]}
-    assert 0 <= res["scores"]["ck_social_iqa"] <= 1
     assert all(res["scores"][t] > 0 for t in res["lower_is_better"])  # bits per byte of a random model
+    # per-item values in item order; lm-eval's aggregate is recomputed from them exactly
+    from calibkit.eval.retention import bootstrap_se, item_score
+
+    for t, values in res["per_item"].items():
+        assert len(values) == 3 and all(len(v) == 2 and v[1] > 0 for v in values)  # [log-likelihood, bytes]
+        assert item_score(values) == pytest.approx(res["scores"][t], rel=1e-9)
+    same = bootstrap_se(res["per_item"], res["per_item"], res["dimensions"], set(res["lower_is_better"]))
+    assert same["total"] == pytest.approx(0.0, abs=1e-12)  # a model against itself: retention 1 in every draw
 
 
 def test_retention_cli_on_tiny_checkpoints(tmp_path, capsys):
@@ -222,3 +229,22 @@ def test_dense_cache_is_keyed_by_the_model_not_the_typed_name(tmp_path, monkeypa
         assert out["runs"][0]["total"] == pytest.approx(1.0)  # an unpruned copy retains everything
         dense[project] = out["dense"]["scores"]
     assert dense["a"] != dense["b"]
+
+
+def test_bootstrap_se_matches_the_binomial_standard_error():
+    """Accuracy items: the SE of retention against a perfect dense model is the SE of a mean of 0/1 items."""
+    import numpy as np
+    from calibkit.eval.retention import bootstrap_se
+
+    rng = np.random.default_rng(0)
+    n, p = 400, 0.6
+    pruned = {"t": [float(x) for x in rng.random(n) < p]}
+    dense = {"t": [1.0] * n}
+    se = bootstrap_se(pruned, dense, {"t": "Commonsense"}, iters=4000)
+    assert se["dimensions"]["Commonsense"] == pytest.approx(np.sqrt(p * (1 - p) / n), rel=0.1)
+    assert se["scores"]["t"] == pytest.approx(se["tasks"]["t"], rel=1e-3)
+    # bits per byte pairs: a pruned model uniformly 20 % worse on every item has retention 1/1.2 in every draw
+    d = {"b": [[-float(b), float(b)] for b in rng.integers(50, 500, 40)]}
+    worse = {"b": [[1.2 * ll, nb] for ll, nb in d["b"]]}
+    se = bootstrap_se(worse, d, {"b": "Math"}, lower_is_better={"b"})
+    assert se["tasks"]["b"] == pytest.approx(0.0, abs=1e-9)

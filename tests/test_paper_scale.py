@@ -9,6 +9,7 @@ import pytest
 from calibkit import analysis as A
 from calibkit import plots as P
 from calibkit import spec, sweep
+from calibkit import verdicts as V
 
 matplotlib.use("Agg")
 METRICS = list(A.PROFILE_METRICS)
@@ -80,9 +81,11 @@ def test_every_table_figure_and_finding_of_the_study_is_produced(paper_table):
     assert A.spearman_table(df, "sparsegpt", hi)["rho"].notna().all()  # Table 6
     coords, var, loadings = A.pca_profiles(df)
     assert len(coords) >= 15
-    found = A.findings(df, hi)
-    assert all(found[k]["holds"] is not None for k in ("F1", "F2", "F3", "F4")), found
-    assert A.finding_f5(df, hi)["holds"] is not None
+    found = V.all_verdicts(df, hi)
+    assert {"F1", "F2 (SparseGPT)", "F3 (SparseGPT)", "F4", "F5", "Table 8", "Table 9", "Wanda vs SparseGPT"} <= set(found)
+    assert all(f["verdict"] in ("holds", "fails", "inconclusive") for f in found.values()), {
+        k: f["text"] for k, f in found.items() if f["verdict"] == "not measured"}
+    assert len(found["Table 9"]["numbers"]) == 8 and len(found["Table 8"]["numbers"]) == 4
     figures = [P.decomposed_vs_aggregated(df, hi, "sparsegpt"), P.spread_by_method(df, hi),
                P.total_by_sparsity(df), P.dimensions_by_sparsity(df, "wanda", "c4"),
                P.spearman_heatmap(df, "sparsegpt", hi), P.pca_scatter(df, hi), P.selfgen_components(df, hi, "c4"),

@@ -84,7 +84,7 @@ def _table(rows):
     return pd.DataFrame(out)
 
 
-def test_findings_on_a_hand_built_table():
+def test_spreads_and_spearman_on_a_hand_built_table():
     # SparseGPT: singles spread widely per dimension; mix_balanced has the best total. Wanda: narrow.
     rows = [
         ("a", "source", "General", "sparsegpt", 0.50, (0.9, 0.5, 0.2, 0.4), 10.0),
@@ -100,17 +100,14 @@ def test_findings_on_a_hand_built_table():
     sp = A.spreads(df, "0.6")
     assert sp.loc["sparsegpt", "S_total"] == pytest.approx(12.0)
     assert sp.loc["sparsegpt", "S_General"] == pytest.approx(50.0)
-    f = A.findings(df, "0.6")
-    assert f["F1"]["holds"] is True
-    assert f["F3"]["holds"] is True and f["F3"]["numbers"]["best_single"] == "b"
-    assert f["F4"]["holds"] is True
-    # Distortion ranks a<mix<b<c; General falls with it, Math rises: opposite signs; Code is not monotone
-    rho = f["F2"]["numbers"]["sparsegpt"]
-    assert rho["General"][0] == pytest.approx(-1.0) and rho["Math"][0] == pytest.approx(0.4)
-    t = A.spearman_table(df, "sparsegpt", "0.6")
-    assert t[(t.metric == "volume")]["rho"].isna().all()  # constant metric: no ranking
-    df.loc[(df.label == "mix_balanced") & (df.method == "sparsegpt"), "S_total"] = 0.40
-    assert A.findings(df, "0.6")["F3"]["holds"] is False
+    assert sp.loc["wanda", "S_total"] == pytest.approx(1.0)
+    # Distortion ranks a<mix<b<c; over the single sources (the study's way) General falls with it, Math rises
+    t = A.spearman_table(df, "sparsegpt", "0.6").set_index(["metric", "retention"])
+    assert t.loc[("distortion", "General"), "rho"] == pytest.approx(-1.0)
+    assert t.loc[("distortion", "Math"), "rho"] == pytest.approx(0.5) and t.loc[("distortion", "Math"), "n"] == 3
+    with_mix = A.spearman_table(df, "sparsegpt", "0.6", with_mix=True).set_index(["metric", "retention"])
+    assert with_mix.loc[("distortion", "Math"), "rho"] == pytest.approx(0.4)
+    assert t.loc["volume"]["rho"].isna().all()  # constant metric: no ranking
 
 
 def test_damaged_store_records_are_reported_and_recomputed(tmp_path):
@@ -152,3 +149,41 @@ def test_store_refuses_a_foreign_folder_and_cleans_only_its_own_temp_files(tmp_p
     (store.runs / ".abc.json.tmp-9").write_text("{")
     assert store.clean_partial() == 1
     assert (store.root / ".x.tmp-9").exists() and (foreign / ".notes.tmp-1").exists()
+
+
+def test_expand_runs_seed_by_seed_and_checks_the_eval_dtype():
+    prof = TINY | {"seeds": [0, 1], "eval_dtype": "bfloat16",
+                   "experiments": {"m": {"calibration": ["ptb", "codeio"], "methods": ["wanda"], "sparsities": [0.5]}}}
+    configs = sweep.expand(prof)
+    assert [(c.seed, c.calibration) for c in configs] == [(0, "ptb"), (0, "codeio"), (1, "ptb"), (1, "codeio")]
+    assert {c.eval_dtype for c in configs} == {"bfloat16"}
+    assert len({c.key for c in configs + sweep.expand(prof | {"eval_dtype": "float32"})}) == 8  # dtype is in the key
+    with pytest.raises(sweep.SweepError, match="eval_dtype"):
+        sweep.expand(prof | {"eval_dtype": "fp8"})
+
+
+def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
+    from calibkit.cli import main
+    from calibkit.sweep.compare import RETENTION_TOL
+
+    prof = TINY | {"experiments": {"m": {"calibration": ["ptb"], "methods": ["wanda", "sparsegpt"],
+                                         "sparsities": ["0.5"]}}}
+    configs = sweep.expand(prof)
+    sweep.run_sweep(configs, tmp_path / "a", progress=False)
+    sweep.run_sweep(configs, tmp_path / "b", progress=False)  # recomputed on the same machine: exact
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("reproduced 2/2 runs: max |Δ retention| 0.00 pts, max |Δ profile| 0") and \
+        "2 bit-identical" in line
+    # a recomputed record that moved by more than the tolerance is reported, and the check fails
+    store = sweep.Store(tmp_path / "b")
+    rec = store.get(configs[0])
+    rec["retention"]["dimensions"]["Code"] += (RETENTION_TOL + 0.5) / 100
+    store.put(configs[0], {k: v for k, v in rec.items() if k != "checksum"})
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    out = capsys.readouterr().out
+    assert "not reproduced: " + configs[0].key in out and "reproduced 1/2 runs: max |Δ retention| 1.50 pts" in out
+    (tmp_path / "b" / "runs" / f"{configs[1].key}.json").unlink()
+    main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "1 committed runs not recomputed yet" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2

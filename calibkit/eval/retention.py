@@ -45,3 +45,48 @@ def across_seeds(results: list[dict]) -> dict:
     return {"tasks": {t: ms(r["tasks"][t] for r in results) for t in results[0]["tasks"]},
             "dimensions": {d: ms(r["dimensions"][d] for r in results) for d in results[0]["dimensions"]},
             "total": ms(r["total"] for r in results)}
+
+
+def item_score(values, rows=None):
+    """A task's score from per-item values (``harness.item_values``), over ``rows`` (an index array, possibly
+    repeating, shape [..., n]) or all items: the mean for plain numbers; for [log-likelihood, bytes] pairs lm-eval's
+    bits per byte, -sum(ll) / sum(bytes) / ln 2."""
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    if rows is not None:
+        a = a[rows]
+    if a.ndim >= 2 and a.shape[-1] == 2 and isinstance(values[0], (list, tuple)):
+        return -a[..., 0].sum(-1) / a[..., 1].sum(-1) / np.log(2)
+    return a.mean(-1)
+
+
+def bootstrap_se(pruned_items: dict[str, list], dense_items: dict[str, list], dimension_of: dict[str, str],
+                 lower_is_better: set[str] | frozenset = frozenset(), iters: int = 2000, seed: int = 0,
+                 eps: float = EPS) -> dict:
+    """Bootstrap standard errors of task, dimension and total retention from evaluation-item noise.
+
+    Items are resampled with replacement, the same draw for the pruned and the dense model (paired: both answered the
+    same items), independently per task; each replicate recomputes every retention exactly as ``retention`` does.
+    Returns {"tasks": {t: se}, "dimensions": {d: se}, "total": se, "scores": {t: se of the pruned model's raw score},
+    "iters": iters} (retention SEs as fractions, x100 for points)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    reps, score_se = {}, {}
+    for t in dimension_of:
+        n = len(dense_items[t])
+        if len(pruned_items[t]) != n:
+            raise ValueError(f"{t}: {len(pruned_items[t])} pruned vs {n} dense items")
+        rows = rng.integers(0, n, size=(iters, n))
+        p, d = item_score(pruned_items[t], rows), item_score(dense_items[t], rows)
+        score_se[t] = float(np.std(p, ddof=1))
+        reps[t] = d / (p + eps) if t in lower_is_better else p / (d + eps)
+    dims: dict[str, list] = {}
+    for t, d in dimension_of.items():
+        dims.setdefault(d, []).append(reps[t])
+    per_dim = {d: np.mean(v, axis=0) for d, v in dims.items()}
+    total = np.mean(list(per_dim.values()), axis=0)
+    sd = lambda x: float(np.std(x, ddof=1))  # noqa: E731
+    return {"tasks": {t: sd(v) for t, v in reps.items()}, "dimensions": {d: sd(v) for d, v in per_dim.items()},
+            "total": sd(total), "scores": score_se, "iters": iters}

@@ -32,6 +32,7 @@ class RunConfig:
     suite: str
     limit: int | None = None  # eval items per task (None: the suite's own sizes)
     tasks: tuple[str, ...] | None = None  # subset of the suite's tasks (None: all)
+    eval_dtype: str = "float32"  # dtype the (dense and pruned) models are evaluated in; pruning is always float32
 
     @property
     def key(self) -> str:
@@ -50,7 +51,8 @@ def run_key(cfg: RunConfig) -> str:
 
 # --- named parameter sets: a typed schema that refuses unknown keys and bad values up front ---------------------
 
-_RUN_KEYS = ("model", "suite", "limit", "n", "seqlen", "seeds", "tasks")  # top-level defaults, per-group overrides
+_RUN_KEYS = ("model", "suite", "limit", "n", "seqlen", "seeds", "tasks", "eval_dtype")
+EVAL_DTYPES = ("float32", "bfloat16")  # top-level defaults, per-group overrides
 
 
 def _refuse_unknown(mapping: dict, allowed, where: str) -> None:
@@ -91,6 +93,7 @@ class RunSettings:
     seqlen: int = 2048
     seeds: tuple[int, ...] = (0,)
     tasks: tuple[str, ...] | None = None
+    eval_dtype: str = "float32"
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> RunSettings:
@@ -112,9 +115,12 @@ class RunSettings:
                 suite(name, list(tasks))
             except CalibkitError as e:
                 raise SweepError(f"{where}.tasks: {e}") from None
+        eval_dtype = d.get("eval_dtype", "float32")
+        if eval_dtype not in EVAL_DTYPES:
+            raise SweepError(f"{where}.eval_dtype: expected one of {', '.join(EVAL_DTYPES)}, got {eval_dtype!r}")
         return cls(d["model"], name, _int(d.get("limit"), f"{where}.limit", 1, none_ok=True),
                    _int(d.get("n", 128), f"{where}.n", 1), _int(d.get("seqlen", 2048), f"{where}.seqlen", 1),
-                   seeds, tasks)
+                   seeds, tasks, eval_dtype)
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,8 @@ def restrict_groups(profile: dict, groups: list[str]) -> dict:
 
 
 def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
-    """Every run config of every experiment group, deduplicated, in a stable order.
+    """Every run config of every experiment group, deduplicated, in a stable order: group by group, and within a
+    group seed by seed (every set's first seed before any second seed, so a study cut short has whole seeds).
 
     Top-level keys are defaults (model, suite, limit, n, seqlen, seeds, tasks); each experiment group may override
     them and lists ``calibration``, ``methods`` and ``sparsities``. The whole profile is validated first."""
@@ -232,10 +239,11 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
     out, seen = [], set()
     for g in typed.groups:
         st = g.settings
-        for calib, method, sparsity, seed in itertools.product(g.calibration, g.methods, g.sparsities, st.seeds):
+        for seed, calib, method, sparsity in itertools.product(st.seeds, g.calibration, g.methods, g.sparsities):
             if method == "magnitude":
                 calib, seed = NO_CALIBRATION, 0
-            cfg = RunConfig(calib, st.n, st.seqlen, seed, method, sparsity, st.model, st.suite, st.limit, st.tasks)
+            cfg = RunConfig(calib, st.n, st.seqlen, seed, method, sparsity, st.model, st.suite, st.limit, st.tasks,
+                            st.eval_dtype)
             if cfg not in seen:
                 seen.add(cfg)
                 out.append(cfg)

@@ -1,6 +1,7 @@
 """One run: build the calibration set, profile it (once per set), prune a fresh model, evaluate, write the record."""
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import time
@@ -40,6 +41,19 @@ def calibration_info(cfg: RunConfig, cs) -> dict:
     return label_info(cfg.calibration) | ({"counts": cs.counts()} if cs is not None else {})
 
 
+_MODELS: dict[str, tuple] = {}  # model name -> (unpruned model, tokenizer), loaded once per process
+
+
+def fresh_model(name: str):
+    """A private copy of the unpruned model (loaded once per process, copied per run: loading costs seconds)."""
+    from ..models import load_model
+
+    if name not in _MODELS:
+        _MODELS[name] = load_model(name, device="cpu")
+    model, tok = _MODELS[name]
+    return copy.deepcopy(model), tok
+
+
 def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") -> dict:
     """Build the calibration set, profile it, prune a fresh copy of the model, evaluate, write the record."""
     import torch
@@ -47,25 +61,34 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     from .. import __version__
     from ..environment import describe
     from ..eval.harness import dense_scores, evaluate
-    from ..eval.retention import retention
-    from ..models import load_model
+    from ..eval.retention import bootstrap_se, retention
     from ..prune import prune
 
     store = Store(store_root)
     t0 = time.perf_counter()
-    model, tok = load_model(cfg.model, device="cpu")
-    cs = _calibration(cfg, tok, model)
+    model, tok = fresh_model(cfg.model)
+    dtype = getattr(torch, cfg.eval_dtype)
+    t_build = time.perf_counter()
+    cs = _calibration(cfg, tok, model)  # self-generated sets: the generation happens here (cached by the store)
+    t_profile = time.perf_counter()
+    t_build = t_profile - t_build
     prof = _profile(cfg, cs, model, store)
+    t_profile = time.perf_counter() - t_profile
     tasks = list(cfg.tasks) if cfg.tasks else None
-    dense = dense_scores(cfg.model, lambda: (model, tok), cfg.suite, cfg.limit, tasks=tasks)
+    dense = dense_scores(cfg.model, lambda: (copy.deepcopy(model).to(dtype), tok), cfg.suite, cfg.limit,
+                         tasks=tasks, dtype=cfg.eval_dtype)
     report = prune(model, cs, cfg.method, cfg.sparsity, device=device, progress=False, model_name=cfg.model)
-    res = evaluate(model.to(device), tok, cfg.suite, cfg.limit, tasks=tasks)
-    ret = retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"]))
+    res = evaluate(model.to(device=device, dtype=dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
+    lower = set(res["lower_is_better"])
+    ret = retention(res["scores"], dense["scores"], res["dimensions"], lower)
+    se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower, seed=0)
     record = {"key": cfg.key, "config": asdict(cfg), "calibration": calibration_info(cfg, cs), "profile": prof,
               "prune": {"totals": report.totals, "timing": report.timing, "warnings": report.warnings},
               "scores": res["scores"], "dense_scores": dense["scores"], "dimensions": res["dimensions"],
               "lower_is_better": res["lower_is_better"], "retention": ret,
-              "seconds": {"prune": report.timing["total"], "eval": res["seconds"], "run": time.perf_counter() - t0},
+              "retention_se": se, "items": {"pruned": res["per_item"], "dense": dense["per_item"]},
+              "seconds": {"prune": report.timing["total"], "eval": res["seconds"], "profile": t_profile,
+                          "build": t_build, "run": time.perf_counter() - t0},
               "versions": {"calibkit": __version__, "torch": torch.__version__, "python": platform.python_version()},
               "environment": describe(),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}

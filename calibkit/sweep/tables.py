@@ -36,11 +36,14 @@ def results_table(store_root: str | os.PathLike):
                 "pool": r["calibration"]["pool"], "S_total": r["retention"]["total"]}
         row |= {f"S_{d}": v for d, v in r["retention"]["dimensions"].items()}
         row |= {f"ret_{t}": v for t, v in r["retention"]["tasks"].items()}
+        se = r.get("retention_se") or {}  # bootstrap SEs over evaluation items (records before them have none)
+        row |= {f"se_{d}": v for d, v in se.get("dimensions", {}).items()} | (
+            {"se_total": se["total"]} if "total" in se else {})
         row |= {f"score_{t}": v for t, v in r["scores"].items()}
         row |= {m: (r["profile"] or {}).get(m) for m in PROFILE_METRICS}
         row |= {"achieved_sparsity": r["prune"]["totals"].get("sparsity"),
                 "mean_recon_error": r["prune"]["totals"].get("mean_recon_error"),
                 "prune_warnings": len(r["prune"]["warnings"])}
-        row |= {"prune_s": r["seconds"]["prune"], "eval_s": r["seconds"]["eval"], "run_s": r["seconds"]["run"]}
+        row |= {f"{k}_s": r["seconds"].get(k) for k in ("build", "profile", "prune", "eval", "run")}
         rows.append(row)
     return pd.DataFrame(rows)

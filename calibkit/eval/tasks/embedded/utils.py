@@ -18,7 +18,7 @@ def _eval_records(name: str) -> list[dict]:
     return sources.records(name, "evaluation")
 
 
-def ptb_test(lines_per_doc: int = 20, **_) -> datasets.DatasetDict:
+def ptb_test(lines_per_doc: int = 4, **_) -> datasets.DatasetDict:
     """PTB test (Mikolov preprocessing) as documents of ``lines_per_doc`` consecutive sentences."""
     from calibkit.data.readers import ptb_lines
 
@@ -27,12 +27,13 @@ def ptb_test(lines_per_doc: int = 20, **_) -> datasets.DatasetDict:
 
 
 def social_iqa(**_) -> datasets.DatasetDict:
-    return _test([{"input": r["input"].strip(), "choices": list(r["choices"]), "gold": int(r["gold"])}
+    """Situation + question as context, the gold answer as the continuation scored."""
+    return _test([{"context": f"{r['input'].strip()}\nAnswer:", "target": " " + r["choices"][int(r["gold"])]}
                   for r in _eval_records("social-iqa")])
 
 
 def humaneval(**_) -> datasets.DatasetDict:
-    return _test([{"context": r["prompt"], "target": r["canonical_solution"]} for r in _eval_records("humaneval")])
+    return _test([{"text": r["prompt"] + r["canonical_solution"]} for r in _eval_records("humaneval")])
 
 
 def gsm8k(**_) -> datasets.DatasetDict:
