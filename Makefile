@@ -97,6 +97,7 @@ STORE     ?= results/$(PROFILE)
 FRESH     ?= results/$(PROFILE)-reproduce
 COMPUTE   ?= False
 figures: model
+	rm -rf $(REPORTS)/index.json $(REPORTS)/tables $(REPORTS)/figures $(REPORTS)/notebooks  # all generated
 	mkdir -p $(REPORTS)/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb ($(PROFILE), compute=$(COMPUTE))"; \

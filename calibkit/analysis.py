@@ -81,7 +81,8 @@ def mean_sd(t: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         if c.endswith("_std") or c == "seeds":
             continue
         if f"{c}_std" in t.columns:
-            out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" if pd.notna(m) else "" for m, s in zip(t[c], t[f"{c}_std"])]
+            out[c] = ["" if pd.isna(m) else f"{m:.{digits}f}" if pd.isna(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+                      for m, s in zip(t[c], t[f"{c}_std"])]
         else:
             out[c] = t[c]
     res = pd.DataFrame(out, index=t.index)

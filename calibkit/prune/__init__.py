@@ -1,6 +1,7 @@
 """Pruning: one file per method (``magnitude``, ``wanda``, ``sparsegpt``: pure math plus a ``base.Pruner`` object,
 registered in ``methods``), the layer-sequential ``engine``, typed ``options``, the ``report``, and saving the
-pruned model as a Hugging Face checkpoint."""
+pruned model as a Hugging Face checkpoint. Structured pruning (``llm-pruner``, ``nirvana``): ``structured``
+(gradient pass and selection), ``structured_scores`` (the math), ``surgery`` (removing units)."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from .methods import METHODS
 from .options import PruneOptions
 from .report import PruneReport
 from .sparsity import Sparsity
+from .structured import STRUCTURED, StructuredError, StructuredReport, prune_structured
 
 REPORT_NAME = "prune_report.json"
 
@@ -27,7 +29,17 @@ def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | 
                 overwrite: bool = False, inputs=()) -> Path:
     """``save_pretrained`` (safetensors) of model and tokenizer, plus ``prune_report.json``, into a new folder
     (``calibkit.outputs``: never into an input, and an existing non-empty folder only with ``overwrite`` when
-    calibkit wrote it). The folder appears complete or not at all."""
+    calibkit wrote it). The folder appears complete or not at all. A structurally pruned model gets its config set
+    to its widths; where its layers kept different widths (or a head count the config refuses) it is first padded in
+    place with exact zero units (``surgery.make_loadable``: same outputs, loadable by ``from_pretrained``); the
+    report records what was saved."""
+    if isinstance(report, StructuredReport):
+        from .surgery import make_loadable
+
+        saved = make_loadable(decoder_layers(model)[1], model.config)
+        padded = any(a["kv_groups"] or a["neurons"] for a in saved["added"])
+        report.options["saved"] = {"kv_groups": saved["kv_groups"], "neurons": saved["neurons"], "padded": padded,
+                                   "params": sum(p.numel() for p in model.parameters())}
     with atomic_dir(out, overwrite, inputs=inputs, what="output folder") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
@@ -37,5 +49,6 @@ def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | 
     return Path(out)
 
 
-__all__ = ["METHODS", "PruneContext", "PruneError", "PruneOptions", "PruneReport", "Pruned", "Pruner", "Sparsity",
-           "decoder_layers", "layer_linears", "prune", "prune_model", "save_pruned"]
+__all__ = ["METHODS", "STRUCTURED", "PruneContext", "PruneError", "PruneOptions", "PruneReport", "Pruned", "Pruner",
+           "Sparsity", "StructuredError", "StructuredReport", "decoder_layers", "layer_linears", "prune", "prune_model",
+           "prune_structured", "save_pruned"]
