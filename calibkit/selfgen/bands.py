@@ -17,10 +17,11 @@ STUDY_BANDS = {"General": (5.0, 12.0), "Commonsense": (4.0, 8.0), "Code": (2.0, 
 
 def measure_bands(model, tokenizer, seqlen: int, model_name: str, per_source: int = 8,
                   quantiles: tuple[float, float] = (0.1, 0.9), seed: int = 0, progress: bool = True,
-                  family: str = "embedded") -> dict:
+                  family: str = "embedded", folder="selfgen", compute: bool = True) -> dict | None:
     """Per dimension, the ``quantiles`` of per-sequence perplexity under ``model`` of the dimension-aligned sources of
     the ``family`` pools (embedded, or the study's 15 sources at paper scale). Cached per (model identity, sources of
-    each dimension, seqlen, per_source, quantiles, seed)."""
+    each dimension, seqlen, per_source, quantiles, seed) in ``folder`` (a cache name, or a path such as a study's
+    store, where the committed study keeps its bands); ``compute=False`` only reads it (None when missing)."""
     from ..data.calibration import draw_source, pools
     from ..models import identity
     from . import perplexities
@@ -45,5 +46,7 @@ def measure_bands(model, tokenizer, seqlen: int, model_name: str, per_source: in
         return make()
     key = {"model": identity(model_name), "sources": aligned, "seqlen": seqlen, "per_source": per_source,
            "quantiles": list(quantiles), "seed": seed}
-    return cache.cached("selfgen", key, make, what="perplexity-band cache", prefix="bands",
-                        valid=lambda v: isinstance(v, dict) and isinstance(v.get("bands"), dict))
+    valid = lambda v: isinstance(v, dict) and isinstance(v.get("bands"), dict)  # noqa: E731
+    if not compute:
+        return cache.load(folder, key, "bands", "perplexity-band cache", valid=valid)
+    return cache.cached(folder, key, make, what="perplexity-band cache", prefix="bands", valid=valid)

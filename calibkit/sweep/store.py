@@ -21,7 +21,8 @@ def checksum(record: dict) -> str:
 
 
 class Store:
-    """``<root>/runs/<key>.json`` (complete runs only), ``<root>/profiles/<calibration key>.json``.
+    """``<root>/runs/<key>.json`` (complete runs only), ``<root>/profiles/<calibration key>.json``, and
+    ``<root>/bands/`` (the IGSP perplexity bands a study measured, kept with its records).
 
     Every file carries a checksum of its content and is parsed and checked when read: a truncated, edited or
     otherwise invalid record is reported by path and counts as not done (the sweep recomputes it), never used."""
@@ -39,7 +40,7 @@ class Store:
         if self.root.exists() and not self.root.is_dir():
             raise SweepError(f"store {self.root} exists and is not a folder")
         if self.root.is_dir() and not (self.root / STORE_MARKER).is_file():
-            foreign = [p.name for p in self.root.iterdir() if p.name not in ("runs", "profiles")]
+            foreign = [p.name for p in self.root.iterdir() if p.name not in ("runs", "profiles", "bands")]
             if foreign:
                 raise SweepError(f"store {self.root} is a non-empty folder that is not a calibkit store (it holds "
                                  f"{', '.join(sorted(foreign)[:3])}); choose another --store")
