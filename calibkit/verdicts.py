@@ -130,7 +130,7 @@ def f1(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
     Statistic T = widest dimension spread / S_total spread (seed-means over the main-grid sets), per pruner.
     Null: set labels permuted over runs within each dimension (no set effect; S_total recomputed), p = P(T0 >= T).
     holds: T >= FAR and p < ALPHA under every pruner; fails: under some pruner the seed-bootstrap 95 % upper bound
-    of T is below FAR; inconclusive otherwise."""
+    of T is below FAR; inconclusive otherwise, and whenever a set has fewer than MIN_SEEDS seeds."""
     claim = f"per-dimension spreads far exceed (>= {FAR:g}x) the spread of S_total"
     test = (f"T = widest S_d spread / S_total spread vs a permutation null (labels shuffled within dimension, "
             f"{ITERS} draws)")
@@ -154,7 +154,10 @@ def f1(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
         rows.append((method, t, p, hi))
     if not rows:
         return _not_measured(claim, test, "needs >= 3 main-grid sets under Wanda or SparseGPT at this sparsity")
-    if any(hi < FAR for _, _, _, hi in rows):
+    few = min(n["seeds"] for n in numbers.values()) < MIN_SEEDS
+    if few:
+        verdict = "inconclusive"  # a spread from fewer seeds decides nothing
+    elif any(hi < FAR for _, _, _, hi in rows):
         verdict = "fails"
     elif all(t >= FAR and p < ALPHA for _, t, p, _ in rows):
         verdict = "holds"
@@ -265,13 +268,16 @@ def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
     """F2: Distortion correlates with retention in opposite directions for General vs Math and Code. Spearman over
     single sources (seed-averaged, n = sources), p < ALPHA for each of the three. holds: General's rho and both
     Math's and Code's are significant with General's sign opposite to theirs; fails: a significant pair with the
-    same sign (General vs Math or Code); inconclusive otherwise. The with-mix variant is reported beside it."""
+    same sign (General vs Math or Code); inconclusive otherwise, and with fewer than MIN_SEEDS seeds per source.
+    The with-mix variant is reported beside it."""
     claim = f"the Distortion–retention correlation has opposite signs for General vs Math and Code ({method})"
     test = f"Spearman rho over single sources (seed means), p < {ALPHA}, bootstrap 95 % CI over sources"
     t = spearman_sources(df, method, sparsity)
     if t["rho"].isna().any() or t["n"].min() < 4:
         return _not_measured(claim, test, "needs >= 4 single sources with Distortion and retention")
-    sig = {d: bool(t.loc[d, "p"] < ALPHA) for d in ("General", "Math", "Code")}
+    cell = _cell(df, method, sparsity)
+    seeds = int(cell[cell["kind"] == "source"].groupby("label")["seed"].nunique().min())
+    sig = {d: bool(t.loc[d, "p"] < ALPHA) and seeds >= MIN_SEEDS for d in ("General", "Math", "Code")}
     sign = {d: np.sign(t.loc[d, "rho"]) for d in ("General", "Math", "Code")}
     if all(sig.values()) and sign["General"] == -sign["Math"] == -sign["Code"] != 0:
         verdict = "holds"
@@ -282,7 +288,8 @@ def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
     mix = spearman_sources(df, method, sparsity, with_mix=True)
     text = (", ".join(f"{d} rho {t.loc[d, 'rho']:+.2f} [{t.loc[d, 'lo']:+.2f}, {t.loc[d, 'hi']:+.2f}] "
                       f"p={t.loc[d, 'p']:.3f}" for d in DIMS) + f" (n = {int(t['n'].min())} sources); with "
-            f"mix_balanced: " + ", ".join(f"{d} {mix.loc[d, 'rho']:+.2f} (p={mix.loc[d, 'p']:.3f})" for d in DIMS))
+            f"mix_balanced: " + ", ".join(f"{d} {mix.loc[d, 'rho']:+.2f} (p={mix.loc[d, 'p']:.3f})" for d in DIMS)
+            + ("" if seeds >= MIN_SEEDS else f"; only {seeds} seed(s) per source: not decided"))
     return _finding(claim, test, verdict, {"sources": t.to_dict("index"), "with_mix": mix.to_dict("index")}, text)
 
 

@@ -50,6 +50,7 @@ def test_f1_holds_on_trade_offs_and_not_on_noise():
     level = {(m, lab): [0.3 + 0.1 * i] * 4 for m in ("wanda", "sparsegpt")
              for i, (lab, _) in enumerate(SOURCES + [("mix_balanced", "")])}
     assert V.f1(table(level), "0.6")["verdict"] == "fails"
+    assert V.f1(table(level, seeds=(0,)), "0.6")["verdict"] == "inconclusive"  # one run decides nothing
 
 
 def test_f3_holds_fails_and_is_inconclusive_by_the_paired_test():
@@ -86,6 +87,8 @@ def test_f2_spearman_over_single_sources_only():
     src = f["numbers"]["sources"]
     assert src["General"]["n"] == len(SOURCES) and src["General"]["rho"] == pytest.approx(-1.0)
     assert f["numbers"]["with_mix"]["General"]["n"] == len(SOURCES) + 1
+    one = V.f2(table(eff, noise=0.001, methods=("sparsegpt",), distortion=dist, seeds=(0,)), "0.6")
+    assert one["verdict"] == "inconclusive" and "not decided" in one["text"]
 
 
 def test_mixes_vs_balanced_and_contrary_list():

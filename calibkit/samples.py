@@ -1,0 +1,117 @@
+"""Per-sample analysis of calibration quality (OASIS §3.2, Appendix B), as pure pandas/scipy functions of a table of
+prunes with single samples and pairs. Verdicts follow ``calibkit.verdicts``: holds / fails / inconclusive at ALPHA.
+
+Input: one row per prune, columns ``samples`` (a tuple of sample ids: one for a single-sample prune, two for a
+pair), ``method``, ``seed`` (for pruners with randomness; 0 otherwise) and ``ppl`` (post-pruning perplexity, lower
+is better; any other lower-is-better quality works).
+
+Tier rule (stated, not tuned): per method, the single-sample perplexities (mean over seeds) are ranked and cut into
+thirds — the best third "golden", the middle "mediocre", the worst "detrimental" (OASIS names the tiers, not the
+cut; thirds are the rule that needs no threshold).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .verdicts import ALPHA
+
+TIERS = ("golden", "mediocre", "detrimental")
+
+
+def singles(df: pd.DataFrame, method: str) -> pd.Series:
+    """Mean perplexity per sample id of the single-sample prunes of ``method``."""
+    d = df[(df["method"] == method) & (df["samples"].map(len) == 1)]
+    return d.groupby(d["samples"].map(lambda s: s[0]))["ppl"].mean().sort_index()
+
+
+def tiers(ppl: pd.Series) -> pd.Series:
+    """Tier of each sample by thirds of its rank (lowest perplexity = golden); ties broken by sample id."""
+    order = ppl.sort_values(kind="stable").index
+    n = len(order)
+    cut = [round(n / 3), round(2 * n / 3)]
+    labels = [TIERS[0] if i < cut[0] else TIERS[1] if i < cut[1] else TIERS[2] for i in range(n)]
+    return pd.Series(labels, index=order).reindex(ppl.index)
+
+
+def pair_table(df: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Every pair prune of ``method`` with its members' tiers and perplexities: ``best_single`` (the better
+    member alone), ``better_member`` the tier-wise higher member alone (for inter-tier pairs), and the change
+    ``delta = ppl(pair) - best_single`` (< 0: the pair beats both of its members)."""
+    one = singles(df, method)
+    tier = tiers(one)
+    d = df[(df["method"] == method) & (df["samples"].map(len) == 2)].copy()
+    rank = {t: i for i, t in enumerate(TIERS)}
+    a, b = d["samples"].map(lambda s: s[0]), d["samples"].map(lambda s: s[1])
+    d["tier_a"], d["tier_b"] = a.map(tier), b.map(tier)
+    d["ppl_a"], d["ppl_b"] = a.map(one), b.map(one)
+    d["kind"] = np.where(d["tier_a"] == d["tier_b"], "intra", "inter")
+    d["pair"] = [" + ".join(sorted((x, y), key=rank.get)) for x, y in zip(d["tier_a"], d["tier_b"])]
+    d["best_single"] = d[["ppl_a", "ppl_b"]].min(axis=1)
+    higher_a = d["tier_a"].map(rank) <= d["tier_b"].map(rank)
+    d["better_member"] = np.where(higher_a, d["ppl_a"], d["ppl_b"])
+    d["delta"] = d["ppl"] - d["best_single"]
+    return d
+
+
+def _wilcoxon(x: np.ndarray, claim_sign: int, claim: str, test: str, what: str) -> dict:
+    from scipy.stats import wilcoxon
+
+    x = x[np.isfinite(x)]
+    if len(x) < 5 or np.all(x == 0):
+        return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(x)},
+                "text": f"{len(x)} {what}: too few to test"}
+    p = float(wilcoxon(x).pvalue)
+    med = float(np.median(x))
+    verdict = ("holds" if p < ALPHA and np.sign(med) == claim_sign else
+               "fails" if p < ALPHA and np.sign(med) == -claim_sign else "inconclusive")
+    return {"claim": claim, "test": test, "verdict": verdict,
+            "numbers": {"n": len(x), "median": med, "mean": float(x.mean()), "p": p,
+                        "agree": int((np.sign(x) == claim_sign).sum())},
+            "text": f"median change {med:+.2f} over {len(x)} {what} ({int((np.sign(x) == claim_sign).sum())} in the "
+                    f"claimed direction), Wilcoxon p = {p:.3f}"}
+
+
+def synergy(df: pd.DataFrame, method: str) -> dict:
+    """Intra-tier synergy: a pair from one tier prunes better than the better of its two members alone.
+    Wilcoxon signed-rank test of ppl(pair) - best single over the intra-tier pair prunes (and seeds)."""
+    d = pair_table(df, method)
+    return _wilcoxon((d.loc[d["kind"] == "intra", "delta"]).to_numpy(float), -1,
+                     f"intra-tier synergy ({method}): a same-tier pair beats its better member alone",
+                     "Wilcoxon signed-rank, ppl(pair) − ppl(better member), intra-tier pairs", "intra-tier pairs")
+
+
+def degradation(df: pd.DataFrame, method: str) -> dict:
+    """Inter-tier degradation: a pair mixing tiers prunes worse than its higher-tier member alone."""
+    d = pair_table(df, method)
+    x = (d.loc[d["kind"] == "inter", "ppl"] - d.loc[d["kind"] == "inter", "better_member"]).to_numpy(float)
+    return _wilcoxon(x, 1, f"inter-tier degradation ({method}): the lower-tier member poisons the higher one",
+                     "Wilcoxon signed-rank, ppl(pair) − ppl(higher-tier member), inter-tier pairs", "inter-tier pairs")
+
+
+def context_dependency(df: pd.DataFrame, a: str, b: str, iters: int = 2000, seed: int = 0) -> dict:
+    """Which sample is golden depends on the pruner (OASIS Figure 6): Spearman rho between two pruners' per-sample
+    perplexities with a bootstrap 95 % CI over samples. The claim ("not universal") holds when the CI excludes
+    rho = 1 by a margin, i.e. its upper end is below 0.9; fails when the lower end is above 0.9."""
+    from scipy.stats import spearmanr
+
+    x, y = singles(df, a), singles(df, b)
+    common = x.index.intersection(y.index)
+    x, y = x[common].to_numpy(float), y[common].to_numpy(float)
+    claim = f"sample quality depends on the pruner ({a} vs {b})"
+    test = "Spearman rho of per-sample perplexity, bootstrap 95 % CI over samples; holds if the CI is below 0.9"
+    if len(common) < 5:
+        return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(common)},
+                "text": f"{len(common)} samples in common: too few"}
+    rho = float(spearmanr(x, y)[0])
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(iters):
+        i = rng.integers(0, len(x), len(x))
+        if len(set(x[i])) > 1 and len(set(y[i])) > 1:
+            boot.append(spearmanr(x[i], y[i])[0])
+    lo, hi = (float(q) for q in np.nanquantile(boot, [0.025, 0.975]))
+    verdict = "holds" if hi < 0.9 else "fails" if lo > 0.9 else "inconclusive"
+    return {"claim": claim, "test": test, "verdict": verdict, "numbers": {"rho": rho, "lo": lo, "hi": hi,
+                                                                          "n": len(common)},
+            "text": f"rho {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] over {len(common)} samples"}
