@@ -5,6 +5,9 @@ One rule for every comparative claim, at level ALPHA (two-sided):
 - ``holds``: the claimed direction is observed and the test rejects "no difference";
 - ``fails``: the opposite direction is observed and the test rejects "no difference" (the data contradict the claim);
 - ``inconclusive``: otherwise (the difference is within the noise of this design), or too few seeds to test.
+A difference of S_total (paired difference, difference of spreads) must also exceed DRIFT_PTS, the drift measured
+between CPU kernel sets for one run (AVX2 vs AVX-512: |Δ S_total| 0.94 pts, ``bench/drift.py``): a smaller one
+could flip on another machine, so it decides nothing.
 
 Tests, per claim (see each function): paired differences over calibration seeds (seed i of one set against seed i
 of the other, ``scipy.stats.ttest_rel``), permutation nulls for spreads (set labels shuffled over runs), seed
@@ -19,6 +22,7 @@ import pandas as pd
 from .analysis import BALANCED, COLUMNS, DIMS, main_sets
 
 ALPHA = 0.05
+DRIFT_PTS = 1.0  # points of S_total: differences below the measured cross-machine drift decide nothing
 FAR = 2.0  # F1: "far exceed" read as at least twice the aggregated spread
 MIN_SEEDS = 3
 ITERS = 2000
@@ -69,7 +73,7 @@ def _paired_text(name: str, r: dict) -> str:
 
 
 def _significant(r: dict) -> bool:
-    return r["n"] >= MIN_SEEDS and np.isfinite(r["p"]) and r["p"] < ALPHA
+    return r["n"] >= MIN_SEEDS and np.isfinite(r["p"]) and r["p"] < ALPHA and abs(r["mean"]) > DRIFT_PTS
 
 
 def _versus_all(claim: str, test: str, reference: pd.Series, others: dict[str, pd.Series], ref_name: str) -> dict:
@@ -191,7 +195,8 @@ def spread_difference(df: pd.DataFrame, sparsity: str, seed: int = 0, sets: list
 
 def _spread_verdict(r: dict) -> str:
     lo, hi = r["ci"]
-    return "holds" if lo > 0 else "fails" if hi < 0 else "inconclusive"
+    big = abs(r["diff"]) > DRIFT_PTS
+    return "holds" if lo > 0 and big else "fails" if hi < 0 and big else "inconclusive"
 
 
 def f4(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
@@ -356,7 +361,8 @@ def contrary(found: dict) -> list[str]:
 
 def verdicts_markdown(found: dict, sparsity: str, profile: str) -> str:
     lines = [f"Claims of the study on profile `{profile}` at sparsity {sparsity}, each decided by its stated test "
-             f"(α = {ALPHA}; holds / fails / inconclusive by the rule in `calibkit/verdicts.py`):", "",
+             f"(α = {ALPHA}; holds / fails / inconclusive by the rule in `calibkit/verdicts.py`; differences of "
+             f"S_total below the measured cross-machine drift, {DRIFT_PTS:g} pt, decide nothing):", "",
              "| claim | verdict | test | numbers |", "|---|---|---|---|"]
     for k, f in found.items():
         lines.append(f"| **{k}**: {f['claim']} | **{f['verdict']}** | {f['test']} | {f['text']} |")

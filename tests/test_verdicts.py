@@ -61,6 +61,9 @@ def test_f3_holds_fails_and_is_inconclusive_by_the_paired_test():
     assert f["verdict"] == "fails" and "k1" in f["text"]
     tiny = base | {("sparsegpt", "mix_balanced"): [0.5005] * 4}
     assert V.f3(table(tiny, noise=0.02), "0.6")["verdict"] == "inconclusive"
+    below_drift = base | {("sparsegpt", "mix_balanced"): [0.505] * 4}  # +0.5 pt, consistent over seeds
+    r = V.f3(table(below_drift, noise=0.0001), "0.6")
+    assert r["verdict"] == "inconclusive" and all(x["p"] < 0.05 for x in r["numbers"].values())
     one_seed = table(base | {("sparsegpt", "mix_balanced"): [0.6] * 4}, seeds=(0,))
     assert V.f3(one_seed, "0.6")["verdict"] == "inconclusive"  # a single run decides nothing
 
