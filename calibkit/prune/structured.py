@@ -161,6 +161,9 @@ def prune_structured(model, calibration, method: str = "nirvana", sparsity: floa
         if remove_g > n_layers * (n_kv - 1):
             raise StructuredError(f"nirvana: removing {remove_g} of {n_layers * n_kv} KV groups would leave a layer "
                                   "without attention; lower the sparsity or raise gamma")
+        if remove_n > n_layers * (inter - 8):
+            raise StructuredError(f"nirvana: removing {remove_n} of {n_layers * inter} MLP neurons would leave a "
+                                  "layer with fewer than 8; lower the sparsity or gamma")
 
     was_training = model.training
     model.eval()
@@ -173,16 +176,22 @@ def prune_structured(model, calibration, method: str = "nirvana", sparsity: floa
         attn.append(S.attn_group_scores(s[at.q_proj], s[at.k_proj], s[at.v_proj], s[at.o_proj], n_kv, d))
         mlp.append(S.mlp_unit_scores(s[m.gate_proj], s[m.up_proj], s[m.down_proj]))
     del grads
+    try:
+        if method == "llm-pruner":
+            keep_g = [S.local_keep(attn[i], fraction, "KV group") if i in pruned else torch.arange(n_kv)
+                      for i in range(n_layers)]
+            keep_n = [S.local_keep(mlp[i], fraction, "MLP neuron") if i in pruned else torch.arange(inter)
+                      for i in range(n_layers)]
+        else:
+            keep_g = S.global_keep(attn, remove_g, "KV group", min_keep=1)
+            keep_n = S.global_keep(mlp, remove_n, "MLP neuron", min_keep=8, multiple_of=8)
+    except ValueError as e:  # the checks above should make this unreachable; never a half-pruned model
+        model.train(was_training)
+        raise StructuredError(f"{method}: {e}") from None
     if method == "llm-pruner":
-        keep_g = [S.local_keep(attn[i], fraction, "KV group") if i in pruned else torch.arange(n_kv)
-                  for i in range(n_layers)]
-        keep_n = [S.local_keep(mlp[i], fraction, "MLP neuron") if i in pruned else torch.arange(inter)
-                  for i in range(n_layers)]
         options = {"skip_first": skip_first, "skip_last": skip_last, "layer_fraction": fraction,
                    "objective": "causal-LM cross-entropy", "importance": "sum |w * dL/dw| per unit"}
     else:
-        keep_g = S.global_keep(attn, remove_g, "KV group", min_keep=1)
-        keep_n = S.global_keep(mlp, remove_n, "MLP neuron", min_keep=8, multiple_of=8)
         options = {"gamma": gamma, "objective": "mean over batch and vocabulary of the max logit over positions",
                    "importance": "sum |w * df/dw| per unit", "remove": {"kv_groups": remove_g, "neurons": remove_n}}
     t1 = time.perf_counter()
