@@ -63,10 +63,10 @@ def test_suites_are_the_task_folders_and_read_their_yaml_metadata(tmp_path):
 
 @pytest.mark.parametrize("old, new, complaint", [
     ("    order: 1\n", "    order: 1\n    lower_is_better: true\n", r"unknown key\(s\) lower_is_better.*higher_is_better"),
-    ("    items: 3\n", "", "missing items"),
+    ("    items: 40\n", "", "missing items"),
     ("dimension: General", "dimension: Generla", "'Generla' is not one of General, Commonsense, Code, Math"),
-    ("items: 3", "items: 0", "items must be positive"),
-    ("items: 3", "items: three", "items must be an integer"),
+    ("items: 40", "items: 0", "items must be positive"),
+    ("items: 40", "items: three", "items must be an integer"),
     ("metric: bits_per_byte\n    items", "metric: acc\n    items", "metric 'acc' needs an entry"),
     ("  calibkit:", "  other:", "no `metadata: {calibkit"),
 ])
@@ -115,7 +115,7 @@ def test_evaluate_tiny_model_through_lm_eval():
         assert len(values) == 3 and all(len(v) == 2 and v[1] > 0 for v in values)  # [log-likelihood, bytes]
         assert item_score(values) == pytest.approx(res["scores"][t], rel=1e-9)
     same = bootstrap_se(res["per_item"], res["per_item"], res["dimensions"], set(res["lower_is_better"]))
-    assert same["total"] == pytest.approx(0.0, abs=1e-12)  # a model against itself: retention 1 in every draw
+    assert same["total"] == pytest.approx(0.0, abs=1e-6)  # a model against itself: retention 1 (up to eps) in every draw
 
 
 def test_retention_cli_on_tiny_checkpoints(tmp_path, capsys):

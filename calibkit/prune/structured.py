@@ -108,8 +108,9 @@ def gradients(model, ids: torch.Tensor, method: str, batch_size: int = 4, progre
     batches = list(ids.split(batch_size))
     try:
         for batch in tqdm(batches, desc="gradients", unit="batch", disable=not progress):
-            loss = _objective(model, batch.to(weights[0].device), method) / len(batches)
-            loss.backward()
+            with torch.enable_grad():  # whatever the caller's grad mode (no_grad, a test's global switch)
+                loss = _objective(model, batch.to(weights[0].device), method) / len(batches)
+                loss.backward()
             for w in weights:
                 grads[id(w)] += w.grad.float()
                 w.grad = None
