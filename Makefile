@@ -89,7 +89,7 @@ bench: model $(BENCH_VENV)/bin/.installed
 #   make reproduce  recompute every run into a fresh store ($(FRESH), resumable), then compare it with the committed
 #                   records of the same run keys: "reproduced K/N runs: max |Δ retention| ..."
 PROFILE   ?= embedded
-NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp
+NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp 06_samples
 GROUPS    ?=
 GROUPS_ARG = $(if $(GROUPS),-y "groups: [$(GROUPS)]")
 REPORTS   := $(if $(filter embedded,$(PROFILE)),reports,reports/$(PROFILE))

@@ -363,7 +363,8 @@ def cmd_retention(args) -> int:
         res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks)
         lower = set(res["lower_is_better"])
         ret = retention(res["scores"], dense["scores"], res["dimensions"], lower)
-        se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower)
+        se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower,
+                          metrics=res["metrics"])
         runs.append({"pruned": d, "scores": res["scores"], "seconds": res["seconds"], "se": se} | ret)
     out = {"base": args.base, "suite": args.suite, "dense": dense, "runs": runs}
     if len(runs) > 1:

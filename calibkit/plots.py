@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "inline")) else None
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -169,4 +170,64 @@ def recon_error_box(df: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.boxplot(d, x="sparsity", y="mean_recon_error", hue="method", ax=ax)
     ax.set_yscale("log")
+    return fig
+
+
+def sample_quality(samples_df: pd.DataFrame):
+    """Figure 6 form: post-pruning perplexity of every single sample, per pruner, coloured by its tier."""
+    from . import samples as S
+
+    rows = []
+    for m in sorted(samples_df["method"].unique()):
+        one = S.singles(samples_df, m)
+        if not one.empty:
+            rows.append(pd.DataFrame({"sample": one.index.astype(str), "perplexity": one.values, "method": m,
+                                      "tier": S.tiers(one).values}))
+    d = pd.concat(rows)
+    g = sns.catplot(d, x="sample", y="perplexity", hue="tier", hue_order=list(S.TIERS), row="method", kind="bar",
+                    height=2.4, aspect=4, sharey=False, palette={"golden": "#d4a017", "mediocre": "#8c8c8c",
+                                                                 "detrimental": "#b03a2e"}, dodge=False)
+    g.set_axis_labels("sample (sequence id)", "post-pruning perplexity")
+    return g.figure
+
+
+def pair_effects(samples_df: pd.DataFrame):
+    """Figure 3 form: perplexity of each pair minus its better member alone (intra-tier, left) and minus its
+    higher-tier member alone (inter-tier, right), per tier combination and pruner; below 0 the pair helps."""
+    from . import samples as S
+
+    parts = []
+    for m in sorted(samples_df["method"].unique()):
+        d = S.pair_table(samples_df, m)
+        if d.empty:
+            continue
+        d["change"] = np.where(d["kind"] == "intra", d["delta"], d["ppl"] - d["better_member"])
+        parts.append(d[["pair", "kind", "change"]].assign(method=m))
+    d = pd.concat(parts)
+    order = [f"{a} + {b}" for i, a in enumerate(S.TIERS) for b in S.TIERS[i:]]
+    g = sns.catplot(d, x="pair", y="change", col="method", kind="box", order=[o for o in order if o in set(d["pair"])],
+                    height=3.4, aspect=1.5, sharey=False, color="#9ecae1")
+    g.map_dataframe(sns.stripplot, x="pair", y="change", order=[o for o in order if o in set(d["pair"])],
+                    color="black", size=3)
+    for ax in g.axes.flat:
+        ax.axhline(0, color="firebrick", lw=1, ls="--")
+        ax.tick_params(axis="x", rotation=30)
+    g.set_axis_labels("tiers of the pair", "ppl(pair) − ppl(reference member)")
+    return g.figure
+
+
+def context_scatter(samples_df: pd.DataFrame):
+    """Figure 6 (context dependency): rank of each sample's perplexity under one pruner against another."""
+    from . import samples as S
+
+    methods = [m for m in sorted(samples_df["method"].unique()) if not S.singles(samples_df, m).empty]
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    fig, axes = plt.subplots(1, max(len(pairs), 1), figsize=(3.6 * max(len(pairs), 1), 3.4), squeeze=False)
+    for ax, (a, b) in zip(axes[0], pairs):
+        x, y = S.singles(samples_df, a).rank(), S.singles(samples_df, b).rank()
+        common = x.index.intersection(y.index)
+        ax.scatter(x[common], y[common], s=18)
+        ax.set_xlabel(f"rank under {a}")
+        ax.set_ylabel(f"rank under {b}")
+    fig.tight_layout()
     return fig

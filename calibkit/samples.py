@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA
+from .verdicts import ALPHA, contrary, verdict_rows
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -115,3 +115,57 @@ def context_dependency(df: pd.DataFrame, a: str, b: str, iters: int = 2000, seed
     return {"claim": claim, "test": test, "verdict": verdict, "numbers": {"rho": rho, "lo": lo, "hi": hi,
                                                                           "n": len(common)},
             "text": f"rho {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] over {len(common)} samples"}
+
+
+def tier_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method and tier: how many samples, their perplexity range and median, and the sample ids."""
+    rows = []
+    for m in sorted(df["method"].unique()):
+        one = singles(df, m)
+        if one.empty:
+            continue
+        tier = tiers(one)
+        for t in TIERS:
+            p = one[tier == t]
+            rows.append({"method": m, "tier": t, "samples": len(p), "ppl_min": p.min(), "ppl_median": p.median(),
+                         "ppl_max": p.max(), "ids": " ".join(str(i) for i in p.sort_values().index)})
+    return pd.DataFrame(rows)
+
+
+def pair_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method and tier combination (Figure 3 form): pairs, median perplexity of the pair, of its better member
+    alone, of its higher-tier member alone, and how many pairs beat their better member."""
+    rows = []
+    for m in sorted(df["method"].unique()):
+        d = pair_table(df, m)
+        for (pair, kind), g in d.groupby(["pair", "kind"]):
+            rows.append({"method": m, "pair": pair, "kind": kind, "pairs": len(g), "ppl_pair": g["ppl"].median(),
+                         "ppl_best_single": g["best_single"].median(),
+                         "ppl_higher_tier_member": g["better_member"].median(),
+                         "beat_best_single": int((g["delta"] < 0).sum())})
+    return pd.DataFrame(rows)
+
+
+def sample_verdicts(df: pd.DataFrame) -> dict:
+    """OASIS's per-sample claims on the prunes of ``df``: intra-tier synergy and inter-tier degradation for every
+    method with pair prunes, and context dependency for every two methods with single-sample prunes."""
+    methods = sorted(df["method"].unique())
+    with_pairs = [m for m in methods if (df.loc[df["method"] == m, "samples"].map(len) == 2).any()]
+    found = {}
+    for m in with_pairs:
+        found[f"synergy/{m}"] = synergy(df, m)
+        found[f"degradation/{m}"] = degradation(df, m)
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            found[f"context/{a}-{b}"] = context_dependency(df, a, b)
+    return found
+
+
+def verdicts_markdown(found: dict, profile: str) -> str:
+    lines = [f"OASIS's per-sample claims on profile `{profile}` (single-sample and pair prunes; quality = "
+             f"post-pruning perplexity), each decided by its stated test (α = {ALPHA}; `calibkit/samples.py`):", "",
+             *verdict_rows(found)]
+    bad = contrary(found)
+    lines += ["", "**Contrary to OASIS** (verdict `fails`): " + (", ".join(f"{k} — {found[k]['claim']}"
+                                                                    for k in bad) if bad else "none."), ""]
+    return "\n".join(lines)

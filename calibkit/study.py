@@ -2,7 +2,8 @@
 
     study = open_study("embedded", groups=["main"])
     study.configs()       # the run configs of the chosen groups
-    study.results()       # one row per finished run (``sweep.results_table``)
+    study.results()       # one row per finished run (``sweep.results_table``), per-sample prunes apart
+    study.sample_results()  # the per-sample prunes (single samples and pairs: ``calibkit.samples``)
 """
 from __future__ import annotations
 
@@ -27,7 +28,27 @@ class Study:
         return sweep.expand(prof)
 
     def results(self):
-        return sweep.results_table(self.store)
+        """One row per finished run of the capability study (the per-sample prunes are ``sample_results``)."""
+        df = sweep.results_table(self.store)
+        return df[df["kind"] != "samples"].reset_index(drop=True) if len(df) else df
+
+    def sample_results(self, metric: str = "score_ck_ptb_ppl"):
+        """The per-sample prunes (calibration sets of chosen samples), as ``calibkit.samples`` reads them: one row
+        per prune with ``samples`` (the tuple of sequence ids), ``method``, ``seed``, ``sparsity`` and ``ppl`` (the
+        post-pruning perplexity ``metric`` of its record)."""
+        from .spec import parse
+
+        df = sweep.results_table(self.store)
+        if not len(df) or not (df["kind"] == "samples").any():
+            import pandas as pd
+
+            return pd.DataFrame(columns=["samples", "method", "seed", "sparsity", "ppl", "label", "key"])
+        d = df[df["kind"] == "samples"].copy()
+        if metric not in d:
+            raise KeyError(f"the per-sample records have no {metric!r}; columns: {', '.join(d.columns)}")
+        d["samples"] = d["calibration"].map(lambda c: parse(c).ids)
+        d["of"] = d["calibration"].map(lambda c: getattr(parse(c).base, "text", parse(c).base))
+        return d.rename(columns={metric: "ppl"}).reset_index(drop=True)
 
     def coverage(self, groups: list[str] | None = None) -> dict:
         """How many of the (chosen groups') runs the store holds, without computing any."""

@@ -359,13 +359,17 @@ def contrary(found: dict) -> list[str]:
     return [k for k, f in found.items() if f["verdict"] == "fails"]
 
 
+def verdict_rows(found: dict) -> list[str]:
+    """A markdown table of verdicts: claim, verdict, test, numbers."""
+    return ["| claim | verdict | test | numbers |", "|---|---|---|---|",
+            *(f"| **{k}**: {f['claim']} | **{f['verdict']}** | {f['test']} | {f['text']} |" for k, f in found.items())]
+
+
 def verdicts_markdown(found: dict, sparsity: str, profile: str) -> str:
     lines = [f"Claims of the study on profile `{profile}` at sparsity {sparsity}, each decided by its stated test "
              f"(α = {ALPHA}; holds / fails / inconclusive by the rule in `calibkit/verdicts.py`; differences of "
              f"S_total below the measured cross-machine drift, {DRIFT_PTS:g} pt, decide nothing):", "",
-             "| claim | verdict | test | numbers |", "|---|---|---|---|"]
-    for k, f in found.items():
-        lines.append(f"| **{k}**: {f['claim']} | **{f['verdict']}** | {f['test']} | {f['text']} |")
+             *verdict_rows(found)]
     bad = contrary(found)
     lines += ["", "**Contrary to the study** (verdict `fails`): " + (", ".join(f"{k} — {found[k]['claim']}"
                                                                           for k in bad) if bad else "none."), ""]

@@ -248,3 +248,27 @@ def test_bootstrap_se_matches_the_binomial_standard_error():
     worse = {"b": [[1.2 * ll, nb] for ll, nb in d["b"]]}
     se = bootstrap_se(worse, d, {"b": "Math"}, lower_is_better={"b"})
     assert se["tasks"]["b"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_item_scores_aggregate_as_lm_eval_does_for_each_metric():
+    import math
+
+    from calibkit.eval.retention import item_score
+
+    pairs = [[-10.0, 4.0], [-30.0, 6.0]]  # [log-likelihood, units]
+    assert item_score(pairs, metric="bits_per_byte") == pytest.approx(40 / 10 / math.log(2))
+    assert item_score(pairs) == pytest.approx(40 / 10 / math.log(2))  # the default for pairs
+    assert item_score(pairs, metric="word_perplexity") == pytest.approx(math.exp(4.0))
+    assert item_score([-1.0, -3.0], metric="perplexity") == pytest.approx(math.exp(2.0))
+    assert item_score([1.0, 0.0, 1.0], metric="acc,none") == pytest.approx(2 / 3)
+
+
+def test_oasis_embedded_ptb_perplexity_through_lm_eval():
+    from calibkit.eval.retention import item_score
+
+    model, tok = load_model("tiny-llama")
+    res = evaluate(model, tok, "oasis-embedded", limit=2, batch_size=4, progress=False)
+    values = res["per_item"]["ck_ptb_ppl"]
+    assert res["metrics"]["ck_ptb_ppl"] == "word_perplexity" and res["lower_is_better"] == ["ck_ptb_ppl"]
+    assert item_score(values, metric="word_perplexity") == pytest.approx(res["scores"]["ck_ptb_ppl"], rel=1e-9)
+    assert all(v[1] > 100 for v in values)  # ten PTB sentences are a few hundred words

@@ -51,3 +51,26 @@ def test_context_dependency_from_two_pruners_rankings():
     df = pd.concat([a, same, shuffled])
     assert S.context_dependency(df, "wanda", "sparsegpt")["verdict"] == "fails"  # identical ranking
     assert S.context_dependency(df, "wanda", "nirvana")["verdict"] == "holds"
+
+
+def test_tier_and_pair_summaries_and_the_verdict_set():
+    tier = S.tiers(pd.Series(QUALITY))
+
+    def oasis(a, b):
+        same = tier[[k for k, v in QUALITY.items() if v == a][0]] == tier[[k for k, v in QUALITY.items() if v == b][0]]
+        return min(a, b) - 1.0 if same else max(a, b) + 1.0
+    df = pd.concat([_table(QUALITY, oasis, "wanda"), _table(QUALITY, oasis, "nirvana")])
+    sg = _table(QUALITY, min, "sparsegpt")
+    df = pd.concat([df, sg[sg["samples"].map(len) == 1]])
+    t = S.tier_table(df)
+    assert list(t.query("method == 'wanda'")["ids"]) == ["0 1 2 3", "4 5 6 7", "8 9 10 11"]
+    p = S.pair_summary(df)
+    assert set(p["method"]) == {"wanda", "nirvana"}  # sparsegpt has no pairs
+    gg = p.query("method == 'wanda' and pair == 'golden + golden'").iloc[0]
+    assert gg["pairs"] == 6 and gg["beat_best_single"] == 6
+    found = S.sample_verdicts(df)
+    assert set(found) == {"synergy/nirvana", "degradation/nirvana", "synergy/wanda", "degradation/wanda",
+                          "context/nirvana-sparsegpt", "context/nirvana-wanda", "context/sparsegpt-wanda"}
+    assert found["synergy/wanda"]["verdict"] == "holds" and found["context/nirvana-wanda"]["verdict"] == "fails"
+    md = S.verdicts_markdown(found, "t")
+    assert "| **synergy/wanda**" in md and "Contrary to OASIS" in md and "context/nirvana-wanda" in md.split("Contrary")[1]

@@ -187,3 +187,54 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 committed runs not recomputed yet" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
+
+
+PER_SAMPLE = {"name": "s", "model": "tiny-llama", "suite": "oasis-embedded", "limit": 1, "n": 4, "seqlen": 16,
+              "seeds": [0], "experiments": {
+                  "wanda": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["wanda"],
+                            "sparsities": ["0.5"]},
+                  "nirvana": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["nirvana"],
+                              "sparsities": ["0.2"]}}}
+
+
+def test_per_sample_groups_expand_to_singles_and_seeded_random_pairs():
+    configs = sweep.expand(PER_SAMPLE)
+    wanda = [c for c in configs if c.method == "wanda"]
+    assert [c.calibration for c in wanda[:4]] == ["ptb#0", "ptb#1", "ptb#2", "ptb#3"]
+    pairs = [c.calibration for c in wanda[4:]]
+    assert len(pairs) == len(set(pairs)) == 3 and all(p.count(",") == 1 for p in pairs)
+    assert [c.n for c in wanda] == [1] * 4 + [2] * 3  # a chosen-sample set has one sequence per id
+    assert pairs == [c.calibration for c in sweep.expand(PER_SAMPLE) if c.method == "wanda"][4:]  # same seed, same pairs
+    other = sweep.sample_specs({"of": "ptb", "singles": 4, "pairs": 3, "pair_seed": 1}, "x")[4:]
+    assert sorted(other) != sorted(pairs)  # another seed draws its own pairs
+    assert len(sweep.sample_specs({"of": "ptb", "singles": 4, "pairs": 6}, "x")) == 4 + 6  # every pair
+    for bad, match in (({"of": "ptb", "singles": 4, "pairs": 7}, "only 6"), ({"of": "ptb", "singles": 1}, ">= 2"),
+                       ({"of": "ptb", "singles": 4, "pair": 1}, "did you mean 'pairs'"),
+                       ({"singles": 4}, "of: the calibration set")):
+        with pytest.raises(sweep.SweepError, match=match):
+            sweep.sample_specs(bad, "x")
+    exp = PER_SAMPLE["experiments"]
+    with pytest.raises(sweep.SweepError, match="not both"):
+        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["wanda"] | {"calibration": ["ptb"]}}})
+    with pytest.raises(sweep.SweepError, match="N:M"):
+        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["nirvana"] | {"sparsities": ["2:4"]}}})
+
+
+def test_per_sample_sweep_records_structured_and_unstructured_prunes(tmp_path):
+    prof = PER_SAMPLE | {"experiments": {k: v | {"samples": {"of": "ptb", "singles": 2, "pairs": 1}}
+                                          for k, v in PER_SAMPLE["experiments"].items()}}
+    configs = sweep.expand(prof)
+    sweep.run_sweep(configs, tmp_path / "store", progress=False)
+    recs = {r["config"]["method"] + " " + r["config"]["calibration"]: r for r in sweep.Store(tmp_path / "store").records()}
+    assert len(recs) == 6
+    nir = recs["nirvana ptb#0,1"]
+    assert nir["prune"]["widths"] and 0.1 < nir["prune"]["totals"]["sparsity"] < 0.3  # decoder weights removed
+    assert nir["prune"]["totals"]["params_after"] < nir["prune"]["totals"]["params_before"]
+    assert recs["wanda ptb#1"]["calibration"]["counts"] and recs["wanda ptb#1"]["config"]["n"] == 1
+    from calibkit.study import Study
+
+    st = Study(prof, "s", tmp_path / "store", None, "0.5", None)
+    d = st.sample_results()
+    assert sorted(map(tuple, d["samples"])) == sorted([(0,), (1,), (0, 1)] * 2)
+    assert (d["ppl"] > 1).all() and set(d["of"]) == {"ptb"}
+    assert len(st.results()) == 0  # the capability-study tables never see per-sample prunes

@@ -209,7 +209,7 @@ def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None =
         scores[t.name] = float(row[key])
     per_item = {t.name: item_values(res["samples"].get(t.name, []), t) for t in tasks}
     return {"suite": suite_name, "scores": scores, "items": counts, "seconds": seconds, "per_item": per_item,
-            "dimensions": {t.name: t.dimension for t in tasks},
+            "dimensions": {t.name: t.dimension for t in tasks}, "metrics": {t.name: t.metric for t in tasks},
             "lower_is_better": sorted(t.name for t in tasks if t.lower_is_better)}
 
 

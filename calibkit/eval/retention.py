@@ -47,27 +47,32 @@ def across_seeds(results: list[dict]) -> dict:
             "total": ms(r["total"] for r in results)}
 
 
-def item_score(values, rows=None):
+def item_score(values, rows=None, metric: str = ""):
     """A task's score from per-item values (``harness.item_values``), over ``rows`` (an index array, possibly
-    repeating, shape [..., n]) or all items: the mean for plain numbers; for [log-likelihood, bytes] pairs lm-eval's
-    bits per byte, -sum(ll) / sum(bytes) / ln 2."""
+    repeating, shape [..., n]) or all items, aggregated as lm-eval aggregates ``metric`` (its name, without filter):
+    for [log-likelihood, units] pairs bits per byte -sum(ll) / sum(bytes) / ln 2, or for word/byte perplexity
+    exp(-sum(ll) / sum(units)); for plain numbers the mean, or exp(-mean) for ``perplexity`` (per-item
+    log-likelihoods, as lm-eval's LAMBADA logs them)."""
     import numpy as np
 
     a = np.asarray(values, dtype=np.float64)
     if rows is not None:
         a = a[rows]
+    name = metric.split(",")[0]
     if a.ndim >= 2 and a.shape[-1] == 2 and isinstance(values[0], (list, tuple)):
-        return -a[..., 0].sum(-1) / a[..., 1].sum(-1) / np.log(2)
-    return a.mean(-1)
+        mean_nll = -a[..., 0].sum(-1) / a[..., 1].sum(-1)
+        return np.exp(mean_nll) if name in ("word_perplexity", "byte_perplexity") else mean_nll / np.log(2)
+    return np.exp(-a.mean(-1)) if name == "perplexity" else a.mean(-1)
 
 
 def bootstrap_se(pruned_items: dict[str, list], dense_items: dict[str, list], dimension_of: dict[str, str],
                  lower_is_better: set[str] | frozenset = frozenset(), iters: int = 2000, seed: int = 0,
-                 eps: float = EPS) -> dict:
+                 eps: float = EPS, metrics: dict[str, str] | None = None) -> dict:
     """Bootstrap standard errors of task, dimension and total retention from evaluation-item noise.
 
     Items are resampled with replacement, the same draw for the pruned and the dense model (paired: both answered the
     same items), independently per task; each replicate recomputes every retention exactly as ``retention`` does.
+    ``metrics``: task -> metric name, where the aggregation is not bits per byte or the mean (``item_score``).
     Returns {"tasks": {t: se}, "dimensions": {d: se}, "total": se, "scores": {t: se of the pruned model's raw score},
     "iters": iters} (retention SEs as fractions, x100 for points)."""
     import numpy as np
@@ -79,7 +84,8 @@ def bootstrap_se(pruned_items: dict[str, list], dense_items: dict[str, list], di
         if len(pruned_items[t]) != n:
             raise ValueError(f"{t}: {len(pruned_items[t])} pruned vs {n} dense items")
         rows = rng.integers(0, n, size=(iters, n))
-        p, d = item_score(pruned_items[t], rows), item_score(dense_items[t], rows)
+        m = (metrics or {}).get(t, "")
+        p, d = item_score(pruned_items[t], rows, m), item_score(dense_items[t], rows, m)
         score_se[t] = float(np.std(p, ddof=1))
         reps[t] = d / (p + eps) if t in lower_is_better else p / (d + eps)
     dims: dict[str, list] = {}

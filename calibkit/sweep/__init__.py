@@ -11,7 +11,7 @@ Executors: ``local`` (sequential, in this process) and ``ray`` (one Ray task per
 ``ray_address`` for an existing cluster). Results load into one pandas table with ``results_table``.
 """
 from .config import NO_CALIBRATION, PROFILE_DIR, Group, Profile, RunConfig, RunSettings, SweepError, expand, \
-    load_profile, restrict_groups, run_key
+    load_profile, restrict_groups, run_key, sample_specs
 from .executors import run_sweep
 from .run import profile_sets, run_one
 from .store import Store, checksum
@@ -19,4 +19,4 @@ from .tables import PROFILE_METRICS, profiles_table, results_table
 
 __all__ = ["NO_CALIBRATION", "PROFILE_DIR", "PROFILE_METRICS", "Group", "Profile", "RunConfig", "RunSettings",
            "Store", "SweepError", "checksum", "expand", "load_profile", "profile_sets", "profiles_table",
-           "restrict_groups", "results_table", "run_key", "run_one", "run_sweep"]
+           "restrict_groups", "results_table", "run_key", "run_one", "run_sweep", "sample_specs"]

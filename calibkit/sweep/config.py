@@ -133,28 +133,60 @@ class Group:
 
     @classmethod
     def from_dict(cls, name: str, d, defaults: dict, where: str) -> Group:
-        from ..prune import METHODS, Sparsity
+        from ..prune import METHODS, STRUCTURED, Sparsity
 
         if not isinstance(d, dict):
             raise SweepError(f"{where}: an experiment group must be a mapping, got {d!r}")
-        _refuse_unknown(d, ("calibration", "methods", "sparsities", *_RUN_KEYS), where)
-        for key in ("calibration", "methods", "sparsities"):
+        _refuse_unknown(d, ("calibration", "samples", "methods", "sparsities", *_RUN_KEYS), where)
+        if ("calibration" in d) == ("samples" in d):
+            raise SweepError(f"{where}: give either `calibration` (a list of sets) or `samples` (single samples and "
+                             "pairs of one set), not " + ("both" if "samples" in d else "neither"))
+        for key in ("calibration" if "calibration" in d else "samples", "methods", "sparsities"):
             if d.get(key) in (None, [], ""):
                 raise SweepError(f"{where}.{key}: is missing or empty")
         methods = _strings(d["methods"], f"{where}.methods")
         for m in methods:
-            if m not in METHODS:
-                raise SweepError(f"{where}.methods: unknown method {m!r}; known: {', '.join(METHODS)}")
+            if m not in METHODS and m not in STRUCTURED:
+                raise SweepError(f"{where}.methods: unknown method {m!r}; known: {', '.join([*METHODS, *STRUCTURED])}")
         sparsities = _strings(d["sparsities"], f"{where}.sparsities")
         try:  # canonical text, so that 0.5, "0.50" and "50%" are one run key
             sparsities = tuple(str(Sparsity.parse(sp)) for sp in sparsities)
         except CalibkitError as e:
             raise SweepError(f"{where}.sparsities: {e}") from None
-        calibration = _strings(d["calibration"], f"{where}.calibration")
+        if any(m in STRUCTURED for m in methods) and any(":" in sp for sp in sparsities):
+            raise SweepError(f"{where}: structured methods ({', '.join(m for m in methods if m in STRUCTURED)}) "
+                             "take a fraction of the decoder weights, not an N:M pattern")
+        calibration = (_strings(d["calibration"], f"{where}.calibration") if "calibration" in d
+                       else sample_specs(d["samples"], f"{where}.samples"))
         for c in calibration:
             _check_calibration(c, methods, f"{where}.calibration")
         settings = RunSettings.from_dict(defaults | {k: v for k, v in d.items() if k in _RUN_KEYS}, where)
         return cls(name, calibration, methods, sparsities, settings)
+
+
+SAMPLE_KEYS = ("of", "singles", "pairs", "pair_seed")
+
+
+def sample_specs(d, where: str) -> tuple[str, ...]:
+    """The calibration specs of a per-sample group (OASIS §3.2): ``{of: SPEC, singles: K, pairs: P, pair_seed: S}``
+    gives ``SPEC#0`` … ``SPEC#K-1`` (each sequence of the run seed's draw of SPEC alone) and P distinct pairs
+    ``SPEC#i,j`` of them, drawn uniformly without replacement with ``random.Random(pair_seed)`` (default 0) before
+    anyone knows the samples' tiers, so that intra- and inter-tier pairs come from one unbiased design."""
+    import random
+
+    if not isinstance(d, dict):
+        raise SweepError(f"{where}: expected a mapping {{of, singles, pairs, pair_seed}}, got {d!r}")
+    _refuse_unknown(d, SAMPLE_KEYS, where)
+    if not isinstance(d.get("of"), str) or not d["of"]:
+        raise SweepError(f"{where}.of: the calibration set the samples come from is required (e.g. ptb)")
+    k = _int(d.get("singles"), f"{where}.singles", 2)
+    n_pairs = _int(d.get("pairs", 0), f"{where}.pairs", 0)
+    if n_pairs > k * (k - 1) // 2:
+        raise SweepError(f"{where}.pairs: {n_pairs} pairs asked, but {k} samples have only {k * (k - 1) // 2}")
+    base = d["of"]
+    pairs = random.Random(_int(d.get("pair_seed", 0), f"{where}.pair_seed", 0)).sample(
+        list(itertools.combinations(range(k), 2)), n_pairs)
+    return tuple(f"{base}#{i}" for i in range(k)) + tuple(f"{base}#{i},{j}" for i, j in sorted(pairs))
 
 
 def _check_calibration(calib: str, methods: tuple[str, ...], where: str) -> None:
@@ -235,6 +267,8 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
 
     Top-level keys are defaults (model, suite, limit, n, seqlen, seeds, tasks); each experiment group may override
     them and lists ``calibration``, ``methods`` and ``sparsities``. The whole profile is validated first."""
+    from ..spec import parse
+
     typed = Profile.from_dict({k: v for k, v in profile.items()} | (overrides or {}), profile.get("path"))
     out, seen = [], set()
     for g in typed.groups:
@@ -242,7 +276,9 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
         for seed, calib, method, sparsity in itertools.product(st.seeds, g.calibration, g.methods, g.sparsities):
             if method == "magnitude":
                 calib, seed = NO_CALIBRATION, 0
-            cfg = RunConfig(calib, st.n, st.seqlen, seed, method, sparsity, st.model, st.suite, st.limit, st.tasks,
+            ids = parse(calib).ids  # chosen samples: the set has one sequence per id, whatever n says
+            n = len(ids) if ids else st.n
+            cfg = RunConfig(calib, n, st.seqlen, seed, method, sparsity, st.model, st.suite, st.limit, st.tasks,
                             st.eval_dtype)
             if cfg not in seen:
                 seen.add(cfg)

@@ -54,6 +54,29 @@ def fresh_model(name: str):
     return copy.deepcopy(model), tok
 
 
+def _prune(model, cs, cfg: RunConfig, device: str):
+    """Prune ``model`` in place with the run's method: unstructured/N:M through the engine, structured
+    (llm-pruner, nirvana) through ``prune_structured`` (on the CPU: its gradient pass is small at this scale)."""
+    from ..prune import STRUCTURED, prune, prune_structured
+
+    if cfg.method in STRUCTURED:
+        return prune_structured(model, cs, cfg.method, float(cfg.sparsity), progress=False)
+    return prune(model, cs, cfg.method, cfg.sparsity, device=device, progress=False, model_name=cfg.model)
+
+
+def _prune_summary(report) -> dict:
+    """What a run record keeps of the prune report: totals (achieved sparsity; for structured pruning the fraction
+    of decoder weights removed and the parameter counts), timing, warnings, and per-layer widths if structured."""
+    from ..prune import StructuredReport
+
+    if isinstance(report, StructuredReport):
+        d = report.to_dict()
+        return {"totals": {"sparsity": report.reduction, "params_before": report.params_before,
+                           "params_after": report.params_after},
+                "timing": report.timing, "warnings": [], "widths": d["widths"], "options": d["options"]}
+    return {"totals": report.totals, "timing": report.timing, "warnings": report.warnings}
+
+
 def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") -> dict:
     """Build the calibration set, profile it, prune a fresh copy of the model, evaluate, write the record."""
     import torch
@@ -62,8 +85,6 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     from ..environment import describe
     from ..eval.harness import dense_scores, evaluate
     from ..eval.retention import bootstrap_se, retention
-    from ..prune import prune
-
     store = Store(store_root)
     t0 = time.perf_counter()
     model, tok = fresh_model(cfg.model)
@@ -77,13 +98,14 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     tasks = list(cfg.tasks) if cfg.tasks else None
     dense = dense_scores(cfg.model, lambda: (copy.deepcopy(model).to(dtype), tok), cfg.suite, cfg.limit,
                          tasks=tasks, dtype=cfg.eval_dtype)
-    report = prune(model, cs, cfg.method, cfg.sparsity, device=device, progress=False, model_name=cfg.model)
+    report = _prune(model, cs, cfg, device)
     res = evaluate(model.to(device=device, dtype=dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
     lower = set(res["lower_is_better"])
     ret = retention(res["scores"], dense["scores"], res["dimensions"], lower)
-    se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower, seed=0)
+    se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower, seed=0,
+                      metrics=res["metrics"])
     record = {"key": cfg.key, "config": asdict(cfg), "calibration": calibration_info(cfg, cs), "profile": prof,
-              "prune": {"totals": report.totals, "timing": report.timing, "warnings": report.warnings},
+              "prune": _prune_summary(report),
               "scores": res["scores"], "dense_scores": dense["scores"], "dimensions": res["dimensions"],
               "lower_is_better": res["lower_is_better"], "retention": ret,
               "retention_se": se, "items": {"pruned": res["per_item"], "dense": dense["per_item"]},
