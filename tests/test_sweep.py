@@ -189,7 +189,7 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
 
 
-PER_SAMPLE = {"name": "s", "model": "tiny-llama", "suite": "oasis-embedded", "limit": 1, "n": 4, "seqlen": 16,
+PER_SAMPLE = {"name": "s", "model": "tiny-llama", "suite": "oasis", "limit": 1, "n": 4, "seqlen": 16,
               "seeds": [0], "experiments": {
                   "wanda": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["wanda"],
                             "sparsities": ["0.5"]},
