@@ -231,3 +231,27 @@ def context_scatter(samples_df: pd.DataFrame):
         ax.set_ylabel(f"rank under {b}")
     fig.tight_layout()
     return fig
+
+
+def macro_view(macro_df: pd.DataFrame, reference: str = "ptb", n: int = 16, seqlen: int = 256):
+    """Figure 2 form: post-pruning perplexity against the number of samples, their length, and the source (one
+    point per random draw, the line through the means), per pruner."""
+    methods = sorted(macro_df["method"].unique())
+    fig, axes = plt.subplots(len(methods), 3, figsize=(12, 3.2 * len(methods)), squeeze=False)
+    for row, m in zip(axes, methods):
+        d = macro_df[macro_df["method"] == m]
+        ref = d[d["label"] == reference]
+        for ax, part, x in ((row[0], ref[ref["seqlen"] == seqlen], "n"), (row[1], ref[ref["n"] == n], "seqlen")):
+            if len(part):
+                sns.pointplot(part, x=x, y="ppl", ax=ax, errorbar=None, color="black", markers="_")
+                sns.stripplot(part, x=x, y="ppl", ax=ax, color="#3182bd", size=5)
+            ax.set_xlabel({"n": f"samples ({reference}, {seqlen} tokens)", "seqlen": f"tokens per sample ({n})"}[x])
+            ax.set_ylabel(f"{m}: perplexity")
+        src = d[(d["n"] == n) & (d["seqlen"] == seqlen)]
+        if len(src):
+            sns.stripplot(src, x="label", y="ppl", ax=row[2], color="#3182bd", size=5)
+            row[2].tick_params(axis="x", rotation=30)
+        row[2].set_xlabel(f"source ({n} x {seqlen})")
+        row[2].set_ylabel("")
+    fig.tight_layout()
+    return fig

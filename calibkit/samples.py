@@ -162,10 +162,63 @@ def sample_verdicts(df: pd.DataFrame) -> dict:
 
 
 def verdicts_markdown(found: dict, profile: str) -> str:
-    lines = [f"OASIS's per-sample claims on profile `{profile}` (single-sample and pair prunes; quality = "
-             f"post-pruning perplexity), each decided by its stated test (α = {ALPHA}; `calibkit/samples.py`):", "",
+    lines = [f"OASIS's claims on profile `{profile}` (single-sample and pair prunes, and whole sets of several sizes, "
+             f"lengths and sources; quality = post-pruning perplexity), each decided by its stated test "
+             f"(α = {ALPHA}; `calibkit/samples.py`):", "",
              *verdict_rows(found)]
     bad = contrary(found)
     lines += ["", "**Contrary to OASIS** (verdict `fails`): " + (", ".join(f"{k} — {found[k]['claim']}"
                                                                     for k in bad) if bad else "none."), ""]
     return "\n".join(lines)
+
+
+# --- the macro view (OASIS Figure 2 form): whole sets varying in size, length, random draw and source ----------------
+
+def _trend(x: np.ndarray, y: np.ndarray, what: str, method: str) -> dict:
+    from scipy.stats import spearmanr
+
+    claim = f"more calibration {what} do not improve pruning ({method})"
+    test = f"Spearman rho of {what} vs post-pruning perplexity over runs (seeds as replicates)"
+    if len(set(x)) < 2 or len(x) < 5:
+        return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(x)},
+                "text": f"{len(x)} runs over {len(set(x))} values: too few"}
+    rho, p = (float(v) for v in spearmanr(x, y))
+    verdict = "fails" if p < ALPHA and rho < 0 else "holds" if p < ALPHA and rho > 0 else "inconclusive"
+    return {"claim": claim, "test": test, "verdict": verdict, "numbers": {"rho": rho, "p": p, "n": len(x)},
+            "text": f"rho {rho:+.2f}, p = {p:.3f} over {len(x)} runs ({', '.join(map(str, sorted(set(x))))})"
+                    + (" — more helps" if verdict == "fails" else " — more hurts" if verdict == "holds" else "")}
+
+
+def macro_verdicts(df: pd.DataFrame, reference: str = "ptb", n: int = 16, seqlen: int = 256) -> dict:
+    """OASIS §3.1's macro claims on whole-set prunes (``Study.macro_results``), per method: more samples (runs of
+    ``reference`` at ``seqlen``) and longer sequences (``reference`` at ``n``) do not lower perplexity (Spearman:
+    fails if they significantly do, holds if they significantly raise it, else inconclusive); the source dominates
+    (runs at ``n`` x ``seqlen``: Kruskal-Wallis over sources with the random draws as replicates — holds if the
+    sources differ at α, and the largest source-mean gap exceeds the largest within-source seed range)."""
+    from scipy.stats import kruskal
+
+    found = {}
+    for m in sorted(df["method"].unique()):
+        d = df[df["method"] == m]
+        ref = d[d["label"] == reference]
+        by_n = ref[ref["seqlen"] == seqlen]
+        found[f"size/{m}"] = _trend(by_n["n"].to_numpy(), by_n["ppl"].to_numpy(float), "samples", m)
+        by_len = ref[ref["n"] == n]
+        found[f"length/{m}"] = _trend(by_len["seqlen"].to_numpy(), by_len["ppl"].to_numpy(float), "tokens per sample", m)
+        src = d[(d["n"] == n) & (d["seqlen"] == seqlen)]
+        groups = [g["ppl"].to_numpy(float) for _, g in src.groupby("label")]
+        claim = f"the calibration source matters more than the random draw ({m})"
+        test = "Kruskal-Wallis over sources (random draws as replicates); source-mean gap vs within-source seed range"
+        if len(groups) < 2 or min(map(len, groups)) < 2:
+            found[f"source/{m}"] = {"claim": claim, "test": test, "verdict": "inconclusive",
+                                    "numbers": {"sources": len(groups)}, "text": "too few sources or draws"}
+            continue
+        p = float(kruskal(*groups).pvalue)
+        means = [g.mean() for g in groups]
+        gap, within = max(means) - min(means), max(g.max() - g.min() for g in groups)
+        verdict = "holds" if p < ALPHA and gap > within else "inconclusive"
+        found[f"source/{m}"] = {"claim": claim, "test": test, "verdict": verdict,
+                                "numbers": {"p": p, "gap": gap, "within": within, "sources": len(groups)},
+                                "text": f"Kruskal-Wallis p = {p:.3f} over {len(groups)} sources; source means span "
+                                        f"{gap:.1f}, the widest seed range within a source {within:.1f}"}
+    return found

@@ -3,7 +3,8 @@
     study = open_study("embedded", groups=["main"])
     study.configs()       # the run configs of the chosen groups
     study.results()       # one row per finished run (``sweep.results_table``), per-sample prunes apart
-    study.sample_results()  # the per-sample prunes (single samples and pairs: ``calibkit.samples``)
+    study.sample_results()  # OASIS: the per-sample prunes (single samples and pairs: ``calibkit.samples``)
+    study.macro_results()   # OASIS: whole-set prunes varying size, length, seed and source (Figure 2 form)
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from . import sweep
 from .reports import Reports, results_dir
+
+
+OASIS_GROUPS = ("samples", "macro")  # group-name prefixes of OASIS's analyses (notebook 06), apart from 01-05
 
 
 @dataclass
@@ -27,28 +31,43 @@ class Study:
         prof = self.profile if not groups else sweep.restrict_groups(self.profile, groups)
         return sweep.expand(prof)
 
-    def results(self):
-        """One row per finished run of the capability study (the per-sample prunes are ``sample_results``)."""
+    def _keys(self, oasis: bool) -> set[str]:
+        """Run keys of the capability study's groups (oasis=False) or of OASIS's per-sample and macro groups."""
+        groups = [g for g in self.profile["experiments"] if g.startswith(OASIS_GROUPS) == oasis]
+        return {c.key for c in self.configs(groups)} if groups else set()
+
+    def _table(self, oasis: bool):
         df = sweep.results_table(self.store)
-        return df[df["kind"] != "samples"].reset_index(drop=True) if len(df) else df
+        return df[df["key"].isin(self._keys(oasis))].reset_index(drop=True) if len(df) else df
+
+    def results(self):
+        """One row per finished run of the capability study's groups (notebooks 01-05)."""
+        return self._table(oasis=False)
 
     def sample_results(self, metric: str = "score_ck_ptb_ppl"):
         """The per-sample prunes (calibration sets of chosen samples), as ``calibkit.samples`` reads them: one row
-        per prune with ``samples`` (the tuple of sequence ids), ``method``, ``seed``, ``sparsity`` and ``ppl`` (the
-        post-pruning perplexity ``metric`` of its record)."""
+        per prune with ``samples`` (the tuple of sequence ids), ``of`` (the set they come from), ``method``, ``seed``,
+        ``sparsity`` and ``ppl`` (the post-pruning perplexity ``metric`` of its record)."""
         from .spec import parse
 
-        df = sweep.results_table(self.store)
-        if not len(df) or not (df["kind"] == "samples").any():
+        d = self._table(oasis=True)
+        d = d[d["kind"] == "samples"].copy() if len(d) else d
+        if not len(d):
             import pandas as pd
 
-            return pd.DataFrame(columns=["samples", "method", "seed", "sparsity", "ppl", "label", "key"])
-        d = df[df["kind"] == "samples"].copy()
+            return pd.DataFrame(columns=["samples", "of", "method", "seed", "sparsity", "ppl", "label", "key"])
         if metric not in d:
             raise KeyError(f"the per-sample records have no {metric!r}; columns: {', '.join(d.columns)}")
         d["samples"] = d["calibration"].map(lambda c: parse(c).ids)
         d["of"] = d["calibration"].map(lambda c: getattr(parse(c).base, "text", parse(c).base))
         return d.rename(columns={metric: "ppl"}).reset_index(drop=True)
+
+    def macro_results(self, metric: str = "score_ck_ptb_ppl"):
+        """OASIS's macro view (Figure 2 form): the whole-set prunes of the ``macro*`` groups, one row per run with
+        ``ppl`` = the post-pruning perplexity ``metric`` (set size ``n``, ``seqlen``, ``label``, ``seed``)."""
+        d = self._table(oasis=True)
+        d = d[d["kind"] != "samples"] if len(d) else d
+        return d.rename(columns={metric: "ppl"}).reset_index(drop=True) if metric in d else d
 
     def coverage(self, groups: list[str] | None = None) -> dict:
         """How many of the (chosen groups') runs the store holds, without computing any."""

@@ -74,3 +74,22 @@ def test_tier_and_pair_summaries_and_the_verdict_set():
     assert found["synergy/wanda"]["verdict"] == "holds" and found["context/nirvana-wanda"]["verdict"] == "fails"
     md = S.verdicts_markdown(found, "t")
     assert "| **synergy/wanda**" in md and "Contrary to OASIS" in md and "context/nirvana-wanda" in md.split("Contrary")[1]
+
+
+def test_macro_verdicts_read_size_length_and_source_effects():
+    rows = []
+    for m, slope in (("wanda", 0.0), ("nirvana", -5.0)):  # nirvana: more samples help (the claim fails)
+        for seed in range(3):
+            jitter = 0.1 * seed
+            rows += [{"method": m, "label": "ptb", "n": n, "seqlen": 256, "seed": seed,
+                      "ppl": 50 + slope * i + jitter + (0.3 * ((seed + i) % 2) if not slope else 0)}
+                     for i, n in enumerate((4, 16, 64))]
+            rows += [{"method": m, "label": "ptb", "n": 16, "seqlen": L, "seed": seed, "ppl": 50 + jitter}
+                     for L in (64, 1024)]
+            rows += [{"method": m, "label": src, "n": 16, "seqlen": 256, "seed": seed, "ppl": base + jitter}
+                     for src, base in (("codeio", 80.0), ("gsm-symbolic", 70.0))]
+    found = S.macro_verdicts(pd.DataFrame(rows))
+    assert found["size/nirvana"]["verdict"] == "fails"  # perplexity falls with the set size
+    assert found["size/wanda"]["verdict"] == "inconclusive"
+    assert found["source/wanda"]["verdict"] == "holds"  # 30 points between sources, 0.2 within
+    assert set(found) == {f"{k}/{m}" for k in ("size", "length", "source") for m in ("wanda", "nirvana")}

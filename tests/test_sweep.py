@@ -189,11 +189,11 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
 
 
-PER_SAMPLE = {"name": "s", "model": "tiny-llama", "suite": "oasis", "limit": 1, "n": 4, "seqlen": 16,
-              "seeds": [0], "experiments": {
-                  "wanda": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["wanda"],
-                            "sparsities": ["0.5"]},
-                  "nirvana": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["nirvana"],
+PER_SAMPLE = {"name": "s", "model": "tiny-llama", "suite": "oasis", "tasks": ["ck_ptb_ppl"], "limit": 1, "n": 4,
+              "seqlen": 16, "seeds": [0], "experiments": {
+                  "samples_wanda": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["wanda"],
+                                    "sparsities": ["0.5"]},
+                  "samples_nirvana": {"samples": {"of": "ptb", "singles": 4, "pairs": 3}, "methods": ["nirvana"],
                               "sparsities": ["0.2"]}}}
 
 
@@ -215,17 +215,32 @@ def test_per_sample_groups_expand_to_singles_and_seeded_random_pairs():
             sweep.sample_specs(bad, "x")
     exp = PER_SAMPLE["experiments"]
     with pytest.raises(sweep.SweepError, match="not both"):
-        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["wanda"] | {"calibration": ["ptb"]}}})
+        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["samples_wanda"] | {"calibration": ["ptb"]}}})
     with pytest.raises(sweep.SweepError, match="N:M"):
-        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["nirvana"] | {"sparsities": ["2:4"]}}})
+        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["samples_nirvana"] | {"sparsities": ["2:4"]}}})
+
+
+def test_group_lists_of_set_sizes_and_lengths_expand_as_a_product():
+    prof = TINY | {"experiments": {"macro": {"calibration": ["ptb", "codeio"], "methods": ["wanda"],
+                                             "sparsities": ["0.5"], "n": [2, 8], "seqlen": [16, 32]}}}
+    configs = sweep.expand(prof)
+    assert sorted((c.calibration, c.n, c.seqlen) for c in configs) == sorted(
+        (c, n, s) for c in ("ptb", "codeio") for n in (2, 8) for s in (16, 32))
+    with pytest.raises(sweep.SweepError, match="distinct"):
+        sweep.expand(TINY | {"experiments": {"m": prof["experiments"]["macro"] | {"n": [2, 2]}}})
+    with pytest.raises(sweep.SweepError, match="integer"):
+        sweep.expand(TINY | {"experiments": {"m": prof["experiments"]["macro"] | {"seqlen": [16, 0.5]}}})
 
 
 def test_per_sample_sweep_records_structured_and_unstructured_prunes(tmp_path):
     prof = PER_SAMPLE | {"experiments": {k: v | {"samples": {"of": "ptb", "singles": 2, "pairs": 1}}
                                           for k, v in PER_SAMPLE["experiments"].items()}}
+    prof["experiments"]["macro_wanda"] = {"calibration": ["ptb"], "methods": ["wanda"], "sparsities": ["0.5"],
+                                          "n": [2, 3]}
     configs = sweep.expand(prof)
     sweep.run_sweep(configs, tmp_path / "store", progress=False)
-    recs = {r["config"]["method"] + " " + r["config"]["calibration"]: r for r in sweep.Store(tmp_path / "store").records()}
+    recs = {r["config"]["method"] + " " + r["config"]["calibration"]: r for r in sweep.Store(tmp_path / "store").records()
+            if r["calibration"]["kind"] == "samples"}
     assert len(recs) == 6
     nir = recs["nirvana ptb#0,1"]
     assert nir["prune"]["widths"] and 0.1 < nir["prune"]["totals"]["sparsity"] < 0.3  # decoder weights removed
@@ -237,4 +252,6 @@ def test_per_sample_sweep_records_structured_and_unstructured_prunes(tmp_path):
     d = st.sample_results()
     assert sorted(map(tuple, d["samples"])) == sorted([(0,), (1,), (0, 1)] * 2)
     assert (d["ppl"] > 1).all() and set(d["of"]) == {"ptb"}
-    assert len(st.results()) == 0  # the capability-study tables never see per-sample prunes
+    macro = st.macro_results()
+    assert sorted(macro["n"]) == [2, 3] and (macro["ppl"] > 1).all() and set(macro["label"]) == {"ptb"}
+    assert len(st.results()) == 0  # the capability-study tables never see OASIS's groups

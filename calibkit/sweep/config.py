@@ -73,6 +73,14 @@ def _int(value, where: str, lo: int, none_ok: bool = False) -> int | None:
     return value
 
 
+def _ints(value, where: str, lo: int) -> tuple[int, ...]:
+    """One integer or a non-empty list of distinct ones."""
+    values = tuple(_int(v, where, lo) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    if not values or len(set(values)) != len(values):
+        raise SweepError(f"{where}: expected an integer or a list of distinct integers, got {value!r}")
+    return values
+
+
 def _strings(value, where: str) -> tuple[str, ...]:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not items:
@@ -89,8 +97,8 @@ class RunSettings:
     model: str
     suite: str = "embedded"
     limit: int | None = None
-    n: int = 128
-    seqlen: int = 2048
+    n: tuple[int, ...] = (128,)  # a list in the YAML sweeps the set size (OASIS's macro view), else one value
+    seqlen: tuple[int, ...] = (2048,)
     seeds: tuple[int, ...] = (0,)
     tasks: tuple[str, ...] | None = None
     eval_dtype: str = "float32"
@@ -104,10 +112,7 @@ class RunSettings:
         name = d.get("suite", "embedded")
         if name not in SUITES:
             raise SweepError(f"{where}.suite: unknown suite {name!r}; known: {', '.join(SUITES)}")
-        seeds = d.get("seeds", 0)
-        seeds = tuple(_int(v, f"{where}.seeds", 0) for v in (seeds if isinstance(seeds, (list, tuple)) else [seeds]))
-        if not seeds:
-            raise SweepError(f"{where}.seeds: is empty")
+        seeds = _ints(d.get("seeds", 0), f"{where}.seeds", 0)
         tasks = d.get("tasks")
         if tasks is not None:
             tasks = _strings(tasks, f"{where}.tasks")
@@ -119,7 +124,7 @@ class RunSettings:
         if eval_dtype not in EVAL_DTYPES:
             raise SweepError(f"{where}.eval_dtype: expected one of {', '.join(EVAL_DTYPES)}, got {eval_dtype!r}")
         return cls(d["model"], name, _int(d.get("limit"), f"{where}.limit", 1, none_ok=True),
-                   _int(d.get("n", 128), f"{where}.n", 1), _int(d.get("seqlen", 2048), f"{where}.seqlen", 1),
+                   _ints(d.get("n", 128), f"{where}.n", 1), _ints(d.get("seqlen", 2048), f"{where}.seqlen", 1),
                    seeds, tasks, eval_dtype)
 
 
@@ -273,13 +278,13 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
     out, seen = [], set()
     for g in typed.groups:
         st = g.settings
-        for seed, calib, method, sparsity in itertools.product(st.seeds, g.calibration, g.methods, g.sparsities):
+        for seed, calib, n, seqlen, method, sparsity in itertools.product(st.seeds, g.calibration, st.n, st.seqlen,
+                                                                          g.methods, g.sparsities):
             if method == "magnitude":
                 calib, seed = NO_CALIBRATION, 0
             ids = parse(calib).ids  # chosen samples: the set has one sequence per id, whatever n says
-            n = len(ids) if ids else st.n
-            cfg = RunConfig(calib, n, st.seqlen, seed, method, sparsity, st.model, st.suite, st.limit, st.tasks,
-                            st.eval_dtype)
+            cfg = RunConfig(calib, len(ids) if ids else n, seqlen, seed, method, sparsity, st.model, st.suite,
+                            st.limit, st.tasks, st.eval_dtype)
             if cfg not in seen:
                 seen.add(cfg)
                 out.append(cfg)
