@@ -174,7 +174,8 @@ def recon_error_box(df: pd.DataFrame):
 
 
 def sample_quality(samples_df: pd.DataFrame):
-    """Figure 6 form: post-pruning perplexity of every single sample, per pruner, coloured by its tier."""
+    """Figure 6 form: post-pruning perplexity of every single sample, per pruner, coloured by its tier (None when
+    there is no single-sample prune)."""
     from . import samples as S
 
     rows = []
@@ -183,6 +184,8 @@ def sample_quality(samples_df: pd.DataFrame):
         if not one.empty:
             rows.append(pd.DataFrame({"sample": one.index.astype(str), "perplexity": one.values, "method": m,
                                       "tier": S.tiers(one).values}))
+    if not rows:
+        return None
     d = pd.concat(rows)
     g = sns.catplot(d, x="sample", y="perplexity", hue="tier", hue_order=list(S.TIERS), row="method", kind="bar",
                     height=2.4, aspect=4, sharey=False, palette={"golden": "#d4a017", "mediocre": "#8c8c8c",
@@ -192,8 +195,9 @@ def sample_quality(samples_df: pd.DataFrame):
 
 
 def pair_effects(samples_df: pd.DataFrame):
-    """Figure 3 form: perplexity of each pair minus its better member alone (intra-tier, left) and minus its
-    higher-tier member alone (inter-tier, right), per tier combination and pruner; below 0 the pair helps."""
+    """Figure 3 form: perplexity of each pair over that of its better member alone (intra-tier pairs) or of its
+    higher-tier member alone (inter-tier pairs), per tier combination and pruner; below 1 the pair helps (None when
+    there is no pair prune)."""
     from . import samples as S
 
     parts = []
@@ -201,8 +205,10 @@ def pair_effects(samples_df: pd.DataFrame):
         d = S.pair_table(samples_df, m)
         if d.empty:
             continue
-        d["change"] = np.where(d["kind"] == "intra", d["delta"], d["ppl"] - d["better_member"])
+        d["change"] = d["ppl"] / np.where(d["kind"] == "intra", d["best_single"], d["better_member"])
         parts.append(d[["pair", "kind", "change"]].assign(method=m))
+    if not parts:
+        return None
     d = pd.concat(parts)
     order = [f"{a} + {b}" for i, a in enumerate(S.TIERS) for b in S.TIERS[i:]]
     g = sns.catplot(d, x="pair", y="change", col="method", kind="box", order=[o for o in order if o in set(d["pair"])],
@@ -210,9 +216,10 @@ def pair_effects(samples_df: pd.DataFrame):
     g.map_dataframe(sns.stripplot, x="pair", y="change", order=[o for o in order if o in set(d["pair"])],
                     color="black", size=3)
     for ax in g.axes.flat:
-        ax.axhline(0, color="firebrick", lw=1, ls="--")
+        ax.axhline(1, color="firebrick", lw=1, ls="--")
+        ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
-    g.set_axis_labels("tiers of the pair", "ppl(pair) − ppl(reference member)")
+    g.set_axis_labels("tiers of the pair", "ppl(pair) / ppl(reference member)")
     return g.figure
 
 

@@ -2,8 +2,12 @@
 prunes with single samples and pairs. Verdicts follow ``calibkit.verdicts``: holds / fails / inconclusive at ALPHA.
 
 Input: one row per prune, columns ``samples`` (a tuple of sample ids: one for a single-sample prune, two for a
-pair), ``method``, ``seed`` (for pruners with randomness; 0 otherwise) and ``ppl`` (post-pruning perplexity, lower
-is better; any other lower-is-better quality works).
+pair), ``method`` and ``ppl`` (post-pruning perplexity, lower is better; any other lower-is-better quality works).
+Sample ids name sequences of one draw (one calibration seed: sweeps refuse several seeds in a ``samples:`` group);
+repeated prunes of the same sample (a pruner with randomness of its own) are averaged.
+
+Replication: the tests treat pairs and samples as independent replicates; pairs share members (30 pairs from 24
+samples), so their p-values are somewhat optimistic — a verdict near α deserves that caveat.
 
 Tier rule (stated, not tuned): per method, the single-sample perplexities (mean over seeds) are ranked and cut into
 thirds — the best third "golden", the middle "mediocre", the worst "detrimental" (OASIS names the tiers, not the
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, contrary, verdict_rows
+from .verdicts import ALPHA, verdict_block
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -35,9 +39,11 @@ def tiers(ppl: pd.Series) -> pd.Series:
 
 
 def pair_table(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Every pair prune of ``method`` with its members' tiers and perplexities: ``best_single`` (the better
-    member alone), ``better_member`` the tier-wise higher member alone (for inter-tier pairs), and the change
-    ``delta = ppl(pair) - best_single`` (< 0: the pair beats both of its members)."""
+    """Every pair prune of ``method`` whose two members were also pruned with alone, with the members' tiers and
+    perplexities: ``best_single`` (the better member alone), ``better_member`` (the tier-wise higher member alone),
+    ``members_mean`` (the mean of the two alone) and ``delta = ppl(pair) - best_single`` (< 0: the pair beats both
+    members). Pairs with a member lacking its single-sample prune (a store still filling) are left out; their count
+    is ``attrs["untiered"]``."""
     one = singles(df, method)
     tier = tiers(one)
     d = df[(df["method"] == method) & (df["samples"].map(len) == 2)].copy()
@@ -45,76 +51,106 @@ def pair_table(df: pd.DataFrame, method: str) -> pd.DataFrame:
     a, b = d["samples"].map(lambda s: s[0]), d["samples"].map(lambda s: s[1])
     d["tier_a"], d["tier_b"] = a.map(tier), b.map(tier)
     d["ppl_a"], d["ppl_b"] = a.map(one), b.map(one)
+    untiered = int((d["tier_a"].isna() | d["tier_b"].isna()).sum())
+    d = d[d["tier_a"].notna() & d["tier_b"].notna()].copy()
     d["kind"] = np.where(d["tier_a"] == d["tier_b"], "intra", "inter")
     d["pair"] = [" + ".join(sorted((x, y), key=rank.get)) for x, y in zip(d["tier_a"], d["tier_b"])]
     d["best_single"] = d[["ppl_a", "ppl_b"]].min(axis=1)
     higher_a = d["tier_a"].map(rank) <= d["tier_b"].map(rank)
     d["better_member"] = np.where(higher_a, d["ppl_a"], d["ppl_b"])
+    d["members_mean"] = d[["ppl_a", "ppl_b"]].mean(axis=1)
     d["delta"] = d["ppl"] - d["best_single"]
+    d.attrs["untiered"] = untiered
     return d
+
+
+def _log_ratio(pair: pd.Series, ref: pd.Series) -> np.ndarray:
+    """log(ppl(pair) / ppl(reference)): scale-free, so that the detrimental pairs' large perplexities do not
+    dominate the ranks; a diverged pair (inf) stays the largest change."""
+    x = np.log(pair.to_numpy(float)) - np.log(ref.to_numpy(float))
+    return np.where(np.isposinf(x), np.finfo(float).max, x)
 
 
 def _wilcoxon(x: np.ndarray, claim_sign: int, claim: str, test: str, what: str) -> dict:
     from scipy.stats import wilcoxon
 
-    x = x[np.isfinite(x)]
-    if len(x) < 5 or np.all(x == 0):
+    x = x[~np.isnan(x)]
+    if len(x) < 6 or np.all(x == 0):  # below 6, no outcome of the signed-rank test reaches p < 0.05
         return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(x)},
                 "text": f"{len(x)} {what}: too few to test"}
     p = float(wilcoxon(x).pvalue)
     med = float(np.median(x))
+    agree = int((np.sign(x) == claim_sign).sum())
     verdict = ("holds" if p < ALPHA and np.sign(med) == claim_sign else
                "fails" if p < ALPHA and np.sign(med) == -claim_sign else "inconclusive")
     return {"claim": claim, "test": test, "verdict": verdict,
-            "numbers": {"n": len(x), "median": med, "mean": float(x.mean()), "p": p,
-                        "agree": int((np.sign(x) == claim_sign).sum())},
-            "text": f"median change {med:+.2f} over {len(x)} {what} ({int((np.sign(x) == claim_sign).sum())} in the "
-                    f"claimed direction), Wilcoxon p = {p:.3f}"}
+            "numbers": {"n": len(x), "median_log_ratio": med, "p": p, "agree": agree},
+            "text": f"median ppl ratio {np.exp(med):.3f} over {len(x)} {what} ({agree} in the claimed direction), "
+                    f"Wilcoxon p = {p:.3f}"}
 
 
 def synergy(df: pd.DataFrame, method: str) -> dict:
-    """Intra-tier synergy: a pair from one tier prunes better than the better of its two members alone.
-    Wilcoxon signed-rank test of ppl(pair) - best single over the intra-tier pair prunes (and seeds)."""
+    """Intra-tier synergy (OASIS Figure 3, top): a pair from one tier prunes better than the better of its two
+    members alone. Wilcoxon signed-rank test of log(ppl(pair) / ppl(better member)) over the intra-tier pairs."""
     d = pair_table(df, method)
-    return _wilcoxon((d.loc[d["kind"] == "intra", "delta"]).to_numpy(float), -1,
+    d = d[d["kind"] == "intra"]
+    return _wilcoxon(_log_ratio(d["ppl"], d["best_single"]), -1,
                      f"intra-tier synergy ({method}): a same-tier pair beats its better member alone",
-                     "Wilcoxon signed-rank, ppl(pair) − ppl(better member), intra-tier pairs", "intra-tier pairs")
+                     "Wilcoxon signed-rank, log ppl(pair) / ppl(better member), intra-tier pairs", "intra-tier pairs")
 
 
 def degradation(df: pd.DataFrame, method: str) -> dict:
-    """Inter-tier degradation: a pair mixing tiers prunes worse than its higher-tier member alone."""
+    """Inter-tier degradation as OASIS shows it (Figure 3, bottom): a pair mixing tiers prunes worse than its
+    higher-tier member alone. Wilcoxon of log(ppl(pair) / ppl(higher-tier member)) over the inter-tier pairs.
+    A pair that merely averaged its members would already satisfy this; ``poisoning`` asks for more."""
     d = pair_table(df, method)
-    x = (d.loc[d["kind"] == "inter", "ppl"] - d.loc[d["kind"] == "inter", "better_member"]).to_numpy(float)
-    return _wilcoxon(x, 1, f"inter-tier degradation ({method}): the lower-tier member poisons the higher one",
-                     "Wilcoxon signed-rank, ppl(pair) − ppl(higher-tier member), inter-tier pairs", "inter-tier pairs")
+    d = d[d["kind"] == "inter"]
+    return _wilcoxon(_log_ratio(d["ppl"], d["better_member"]), 1,
+                     f"inter-tier degradation ({method}): a mixed-tier pair is worse than its higher-tier member",
+                     "Wilcoxon signed-rank, log ppl(pair) / ppl(higher-tier member), inter-tier pairs",
+                     "inter-tier pairs")
+
+
+def poisoning(df: pd.DataFrame, method: str) -> dict:
+    """The stronger reading of OASIS's "poisoning": a mixed-tier pair is worse than the mean of its two members
+    alone, i.e. the lower-tier sample costs more than averaging would. Wilcoxon of log(ppl(pair) / mean of the
+    members' ppl) over the inter-tier pairs."""
+    d = pair_table(df, method)
+    d = d[d["kind"] == "inter"]
+    return _wilcoxon(_log_ratio(d["ppl"], d["members_mean"]), 1,
+                     f"poisoning ({method}): a mixed-tier pair is worse than the mean of its members",
+                     "Wilcoxon signed-rank, log ppl(pair) / mean ppl(members), inter-tier pairs", "inter-tier pairs")
 
 
 def context_dependency(df: pd.DataFrame, a: str, b: str, iters: int = 2000, seed: int = 0) -> dict:
     """Which sample is golden depends on the pruner (OASIS Figure 6): Spearman rho between two pruners' per-sample
-    perplexities with a bootstrap 95 % CI over samples. The claim ("not universal") holds when the CI excludes
-    rho = 1 by a margin, i.e. its upper end is below 0.9; fails when the lower end is above 0.9."""
+    perplexities (finite ones) with a bootstrap 95 % CI over samples. The claim ("not universal") holds when the CI
+    excludes rho = 1 by a margin, i.e. its upper end is below 0.9; fails when the lower end is above 0.9."""
     from scipy.stats import spearmanr
 
     x, y = singles(df, a), singles(df, b)
     common = x.index.intersection(y.index)
     x, y = x[common].to_numpy(float), y[common].to_numpy(float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
     claim = f"sample quality depends on the pruner ({a} vs {b})"
     test = "Spearman rho of per-sample perplexity, bootstrap 95 % CI over samples; holds if the CI is below 0.9"
-    if len(common) < 5:
-        return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(common)},
-                "text": f"{len(common)} samples in common: too few"}
-    rho = float(spearmanr(x, y)[0])
-    rng = np.random.default_rng(seed)
     boot = []
-    for _ in range(iters):
-        i = rng.integers(0, len(x), len(x))
-        if len(set(x[i])) > 1 and len(set(y[i])) > 1:
-            boot.append(spearmanr(x[i], y[i])[0])
+    if len(x) >= 5 and len(set(x)) > 1 and len(set(y)) > 1:
+        rng = np.random.default_rng(seed)
+        for _ in range(iters):
+            i = rng.integers(0, len(x), len(x))
+            if len(set(x[i])) > 1 and len(set(y[i])) > 1:
+                boot.append(spearmanr(x[i], y[i])[0])
+    if not boot:
+        return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(x)},
+                "text": f"{len(x)} samples with finite perplexity under both: too few or constant"}
+    rho = float(spearmanr(x, y)[0])
     lo, hi = (float(q) for q in np.nanquantile(boot, [0.025, 0.975]))
     verdict = "holds" if hi < 0.9 else "fails" if lo > 0.9 else "inconclusive"
     return {"claim": claim, "test": test, "verdict": verdict, "numbers": {"rho": rho, "lo": lo, "hi": hi,
-                                                                          "n": len(common)},
-            "text": f"rho {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] over {len(common)} samples"}
+                                                                          "n": len(x)},
+            "text": f"rho {rho:+.2f} [{lo:+.2f}, {hi:+.2f}] over {len(x)} samples"}
 
 
 def tier_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -155,6 +191,7 @@ def sample_verdicts(df: pd.DataFrame) -> dict:
     for m in with_pairs:
         found[f"synergy/{m}"] = synergy(df, m)
         found[f"degradation/{m}"] = degradation(df, m)
+        found[f"poisoning/{m}"] = poisoning(df, m)
     for i, a in enumerate(methods):
         for b in methods[i + 1:]:
             found[f"context/{a}-{b}"] = context_dependency(df, a, b)
@@ -162,14 +199,9 @@ def sample_verdicts(df: pd.DataFrame) -> dict:
 
 
 def verdicts_markdown(found: dict, profile: str) -> str:
-    lines = [f"OASIS's claims on profile `{profile}` (single-sample and pair prunes, and whole sets of several sizes, "
-             f"lengths and sources; quality = post-pruning perplexity), each decided by its stated test "
-             f"(α = {ALPHA}; `calibkit/samples.py`):", "",
-             *verdict_rows(found)]
-    bad = contrary(found)
-    lines += ["", "**Contrary to OASIS** (verdict `fails`): " + (", ".join(f"{k} — {found[k]['claim']}"
-                                                                    for k in bad) if bad else "none."), ""]
-    return "\n".join(lines)
+    return verdict_block(found, f"OASIS's claims on profile `{profile}` (single-sample and pair prunes, and whole "
+                                f"sets of several sizes, lengths and sources; quality = post-pruning perplexity), "
+                                f"each decided by its stated test (α = {ALPHA}; `calibkit/samples.py`):", "OASIS")
 
 
 # --- the macro view (OASIS Figure 2 form): whole sets varying in size, length, random draw and source ----------------

@@ -37,11 +37,15 @@ class Study:
         return {c.key for c in self.configs(groups)} if groups else set()
 
     def _table(self, oasis: bool):
+        """OASIS's runs (keys of its groups), or every other run in the store (the capability study's)."""
         df = sweep.results_table(self.store)
-        return df[df["key"].isin(self._keys(oasis))].reset_index(drop=True) if len(df) else df
+        if not len(df):
+            return df
+        mine = df["key"].isin(self._keys(True)) | (df["kind"] == "samples")
+        return df[mine if oasis else ~mine].reset_index(drop=True)
 
     def results(self):
-        """One row per finished run of the capability study's groups (notebooks 01-05)."""
+        """One row per finished run in the store, OASIS's per-sample and macro prunes apart (notebooks 01-05)."""
         return self._table(oasis=False)
 
     def sample_results(self, metric: str = "score_ck_ptb_ppl"):

@@ -359,21 +359,21 @@ def contrary(found: dict) -> list[str]:
     return [k for k, f in found.items() if f["verdict"] == "fails"]
 
 
-def verdict_rows(found: dict) -> list[str]:
-    """A markdown table of verdicts: claim, verdict, test, numbers."""
-    return ["| claim | verdict | test | numbers |", "|---|---|---|---|",
-            *(f"| **{k}**: {f['claim']} | **{f['verdict']}** | {f['test']} | {f['text']} |" for k, f in found.items())]
+def verdict_block(found: dict, intro: str, whose: str = "the study") -> str:
+    """Markdown: the intro, a table of the verdicts (claim, verdict, test, numbers), and the claims the data
+    contradict (``contrary``), named as contrary to ``whose`` claims."""
+    rows = [f"| **{k}**: {f['claim']} | **{f['verdict']}** | {f['test']} | {f['text']} |" for k, f in found.items()]
+    bad = contrary(found)
+    return "\n".join([intro, "", "| claim | verdict | test | numbers |", "|---|---|---|---|", *rows, "",
+                      f"**Contrary to {whose}** (verdict `fails`): " + (", ".join(
+                          f"{k} — {found[k]['claim']}" for k in bad) if bad else "none."), ""])
 
 
 def verdicts_markdown(found: dict, sparsity: str, profile: str) -> str:
-    lines = [f"Claims of the study on profile `{profile}` at sparsity {sparsity}, each decided by its stated test "
-             f"(α = {ALPHA}; holds / fails / inconclusive by the rule in `calibkit/verdicts.py`; differences of "
-             f"S_total below the measured cross-machine drift, {DRIFT_PTS:g} pt, decide nothing):", "",
-             *verdict_rows(found)]
-    bad = contrary(found)
-    lines += ["", "**Contrary to the study** (verdict `fails`): " + (", ".join(f"{k} — {found[k]['claim']}"
-                                                                          for k in bad) if bad else "none."), ""]
-    return "\n".join(lines)
+    return verdict_block(found, f"Claims of the study on profile `{profile}` at sparsity {sparsity}, each decided by "
+                                f"its stated test (α = {ALPHA}; holds / fails / inconclusive by the rule in "
+                                f"`calibkit/verdicts.py`; differences of S_total below the measured cross-machine "
+                                f"drift, {DRIFT_PTS:g} pt, decide nothing):")
 
 
 def se_table(df: pd.DataFrame) -> pd.DataFrame:

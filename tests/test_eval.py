@@ -300,3 +300,16 @@ def test_oasis_suite_reads_the_official_splits():
     w = u.winogrande()["test"][0]
     assert "_" not in w["contexts"][0] and w["contexts"][0] != w["contexts"][1]
     assert all(r["target"].startswith(" ") and " " not in r["target"][1:] for r in u.lambada()["test"].select(range(50)))
+
+
+def test_oasis_wikitext2_from_a_data_directory_scored_as_lm_eval_does(tmp_path, monkeypatch):
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "wiki.test.raw").write_text(
+        " = Alpha = \n \n Alpha is a letter @-@ like thing , used in text . \n \n = = Sub = = \n \n More . \n"
+        " = Beta = \n \n Beta is second . \n", encoding="utf-8")
+    monkeypatch.setenv("CALIBKIT_DATA_DIR", str(tmp_path))
+    model, tok = load_model("tiny-llama")
+    res = evaluate(model, tok, "oasis", limit=2, tasks=["ck_wikitext2_ppl"], progress=False)
+    words = [v[1] for v in res["per_item"]["ck_wikitext2_ppl"]]
+    assert words == [22.0, 7.0]  # two articles (the sub-heading stays in the first), words counted before detokenizing
+    assert res["scores"]["ck_wikitext2_ppl"] > 1

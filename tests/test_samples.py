@@ -38,6 +38,16 @@ def test_synergy_and_degradation_hold_fail_or_are_inconclusive_by_the_data():
     assert S.synergy(averaging, "wanda")["verdict"] == "fails"
     noisy = _table(QUALITY, lambda a, b: min(a, b), noise=1.0)
     assert S.synergy(noisy, "wanda")["verdict"] == "inconclusive"
+    # a pair that merely averages its members is "worse than its higher-tier member" (the paper's comparison)
+    # but not poisoned: the stricter test against the members' mean does not hold
+    mean_pairs = _table(QUALITY, lambda a, b: (a + b) / 2, noise=0.3, seed=3)
+    assert S.degradation(mean_pairs, "wanda")["verdict"] == "holds"
+    assert S.poisoning(mean_pairs, "wanda")["verdict"] == "inconclusive"
+    assert S.poisoning(df, "wanda")["verdict"] == "holds"  # max(a, b) + 1 is worse than the mean
+    # a pair whose member has no single-sample prune yet (a store still filling) is left out, and counted
+    partial = df[df["samples"] != (0,)]
+    t = S.pair_table(partial, "wanda")
+    assert t.attrs["untiered"] == 11 and not t["samples"].map(lambda s: 0 in s).any()
     d = S.pair_table(df, "wanda")
     assert set(d["pair"]) == {"golden + golden", "mediocre + mediocre", "detrimental + detrimental",
                               "golden + mediocre", "golden + detrimental", "mediocre + detrimental"}
@@ -70,6 +80,7 @@ def test_tier_and_pair_summaries_and_the_verdict_set():
     assert gg["pairs"] == 6 and gg["beat_best_single"] == 6
     found = S.sample_verdicts(df)
     assert set(found) == {"synergy/nirvana", "degradation/nirvana", "synergy/wanda", "degradation/wanda",
+                          "poisoning/nirvana", "poisoning/wanda",
                           "context/nirvana-sparsegpt", "context/nirvana-wanda", "context/sparsegpt-wanda"}
     assert found["synergy/wanda"]["verdict"] == "holds" and found["context/nirvana-wanda"]["verdict"] == "fails"
     md = S.verdicts_markdown(found, "t")

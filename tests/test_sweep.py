@@ -218,6 +218,8 @@ def test_per_sample_groups_expand_to_singles_and_seeded_random_pairs():
         sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["samples_wanda"] | {"calibration": ["ptb"]}}})
     with pytest.raises(sweep.SweepError, match="N:M"):
         sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["samples_nirvana"] | {"sparsities": ["2:4"]}}})
+    with pytest.raises(sweep.SweepError, match="one seed"):  # ptb#3 of seed 0 and of seed 1 are other texts
+        sweep.expand(PER_SAMPLE | {"experiments": {"x": exp["samples_wanda"] | {"seeds": [0, 1]}}})
 
 
 def test_group_lists_of_set_sizes_and_lengths_expand_as_a_product():
@@ -228,6 +230,8 @@ def test_group_lists_of_set_sizes_and_lengths_expand_as_a_product():
         (c, n, s) for c in ("ptb", "codeio") for n in (2, 8) for s in (16, 32))
     with pytest.raises(sweep.SweepError, match="distinct"):
         sweep.expand(TINY | {"experiments": {"m": prof["experiments"]["macro"] | {"n": [2, 2]}}})
+    mag = sweep.expand(TINY | {"experiments": {"m": prof["experiments"]["macro"] | {"methods": ["magnitude"]}}})
+    assert len(mag) == 1  # magnitude uses no calibration: one run, whatever the set sizes
     with pytest.raises(sweep.SweepError, match="integer"):
         sweep.expand(TINY | {"experiments": {"m": prof["experiments"]["macro"] | {"seqlen": [16, 0.5]}}})
 

@@ -166,6 +166,9 @@ class Group:
         for c in calibration:
             _check_calibration(c, methods, f"{where}.calibration")
         settings = RunSettings.from_dict(defaults | {k: v for k, v in d.items() if k in _RUN_KEYS}, where)
+        if "samples" in d and len(settings.seeds) != 1:  # ptb#3 is sequence 3 *of one draw*: a sample per seed
+            raise SweepError(f"{where}.seeds: a `samples:` group names sequences of one draw; give one seed, not "
+                             f"{list(settings.seeds)} (another seed is another set of samples: another group)")
         return cls(name, calibration, methods, sparsities, settings)
 
 
@@ -189,9 +192,9 @@ def sample_specs(d, where: str) -> tuple[str, ...]:
     if n_pairs > k * (k - 1) // 2:
         raise SweepError(f"{where}.pairs: {n_pairs} pairs asked, but {k} samples have only {k * (k - 1) // 2}")
     base = d["of"]
-    pairs = random.Random(_int(d.get("pair_seed", 0), f"{where}.pair_seed", 0)).sample(
-        list(itertools.combinations(range(k), 2)), n_pairs)
-    return tuple(f"{base}#{i}" for i in range(k)) + tuple(f"{base}#{i},{j}" for i, j in sorted(pairs))
+    every = list(itertools.combinations(range(k), 2))
+    random.Random(_int(d.get("pair_seed", 0), f"{where}.pair_seed", 0)).shuffle(every)  # P pairs: the first P
+    return tuple(f"{base}#{i}" for i in range(k)) + tuple(f"{base}#{i},{j}" for i, j in sorted(every[:n_pairs]))
 
 
 def _check_calibration(calib: str, methods: tuple[str, ...], where: str) -> None:
@@ -280,8 +283,8 @@ def expand(profile: dict, overrides: dict | None = None) -> list[RunConfig]:
         st = g.settings
         for seed, calib, n, seqlen, method, sparsity in itertools.product(st.seeds, g.calibration, st.n, st.seqlen,
                                                                           g.methods, g.sparsities):
-            if method == "magnitude":
-                calib, seed = NO_CALIBRATION, 0
+            if method == "magnitude":  # no calibration: one run whatever the set's seed, size or length
+                calib, seed, n, seqlen = NO_CALIBRATION, 0, st.n[0], st.seqlen[0]
             ids = parse(calib).ids  # chosen samples: the set has one sequence per id, whatever n says
             cfg = RunConfig(calib, len(ids) if ids else n, seqlen, seed, method, sparsity, st.model, st.suite,
                             st.limit, st.tasks, st.eval_dtype)

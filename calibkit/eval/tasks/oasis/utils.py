@@ -40,7 +40,8 @@ def ptb_test_docs(**_) -> datasets.DatasetDict:
 
 
 def wikitext2_docs(**_) -> datasets.DatasetDict:
-    """WikiText-2 raw test, one document per article (split at its top-level `` = Title = `` headings)."""
+    """WikiText-2 raw test, one document (``page``) per article, split at its top-level `` = Title = `` headings (the
+    hub's document-level copy, EleutherAI/wikitext_document_level, is split the same way)."""
     from calibkit.data.readers import DataError, _check_hub_reachable
     from calibkit.settings import data_dir
 
@@ -58,7 +59,21 @@ def wikitext2_docs(**_) -> datasets.DatasetDict:
                             f"{e}); no PyPI package ships it. Leave ck_wikitext2_ppl out (tasks:) offline.") from e
     starts = [m.start() for m in re.finditer(r"^ = [^=].* = $", text, flags=re.M)]
     docs = [text[a:b].strip() for a, b in zip(starts, starts[1:] + [len(text)])]
-    return _test([{"text": d} for d in docs if d])
+    return _test([{"page": d} for d in docs if d])
+
+
+def wikitext_target(doc: dict) -> str:
+    """lm-eval's own WikiText detokenizer (its stock ``wikitext`` task): the text scored."""
+    from lm_eval.tasks.wikitext.preprocess_wikitext import wikitext_detokenizer
+
+    return wikitext_detokenizer(doc)
+
+
+def wikitext_results(doc: dict, results) -> dict:
+    """lm-eval's stock scoring: words and bytes counted on the page before detokenization."""
+    from lm_eval.tasks.wikitext.preprocess_wikitext import process_results
+
+    return process_results(doc, results)
 
 
 def lambada(**_) -> datasets.DatasetDict:
