@@ -37,7 +37,7 @@ def _edit(path, old, new):
 def test_suites_are_the_task_folders_and_read_their_yaml_metadata(tmp_path):
     from calibkit.eval import harness
 
-    assert harness.read_suites() == SUITES and list(SUITES) == ["embedded", "paper"]
+    assert harness.read_suites() == SUITES and list(SUITES) == ["embedded", "oasis", "paper"]
     assert [t.name for t in SUITES["embedded"]] == ["ck_ptb_bpb", "ck_social_iqa_bpb", "ck_humaneval_bpb",
                                                      "ck_gsm8k_bpb"]  # the declared order, not the file names'
     ptb = SUITES["embedded"][0]
