@@ -32,11 +32,10 @@ def _arrow(key: str) -> list[dict]:
 
 def ptb_test_docs(**_) -> datasets.DatasetDict:
     """PTB test (Mikolov preprocessing) as documents of 10 consecutive sentences (377), scored with rolling
-    windows; calibration draws use the train split."""
-    from calibkit.data.readers import ptb_lines
+    windows; calibration draws use the train split. The embedded suite's reader, with longer documents."""
+    from calibkit.eval.tasks.embedded.utils import ptb_test
 
-    lines = ptb_lines("test")
-    return _test([{"text": "\n".join(lines[i:i + 10])} for i in range(0, len(lines), 10)])
+    return ptb_test(lines_per_doc=10)
 
 
 def wikitext2_docs(**_) -> datasets.DatasetDict:
