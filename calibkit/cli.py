@@ -140,14 +140,9 @@ def cmd_build(args) -> int:
     if args.hf_dataset:
         check_output_dir(args.hf_dataset, args.overwrite, inputs=[args.out], what="dataset folder")
     spec = args.source or args.mix or args.selfgen or args.samples
-    params = {}
-    for kv in args.selfgen_param or []:
-        if spec.kind != "selfgen" and not (spec.kind == "samples" and spec.method):
-            raise ConfigError("--selfgen-param goes with --selfgen")
-        k, sep, v = kv.partition("=")
-        if not sep:
-            raise ConfigError(f"--selfgen-param takes key=value, got {kv!r}")
-        params[k] = yaml.safe_load(v)
+    if args.selfgen_param and spec.kind != "selfgen" and not (spec.kind == "samples" and spec.method):
+        raise ConfigError("--selfgen-param goes with --selfgen")
+    params = _key_values(args.selfgen_param, "--selfgen-param")
     label = spec.label
     cs = build(spec, n=args.n, seqlen=args.seqlen, seed=args.seed, model_name=args.model, selfgen_params=params)
     path = cs.to_jsonl(args.out)
@@ -156,6 +151,49 @@ def cmd_build(args) -> int:
     counts = ", ".join(f"{k}={v}" for k, v in sorted(cs.counts().items()))
     print(f"wrote {len(cs)} sequences x {args.seqlen} tokens ({label}, seed {args.seed}) to {path} "
           f"[{counts}]", file=sys.stderr)
+    return 0
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict:
+    """``key=value`` pairs (values read as YAML scalars: 0.5, true, text)."""
+    out = {}
+    for kv in items or []:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            raise ConfigError(f"{flag} takes key=value, got {kv!r}")
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def cmd_select(args) -> int:
+    from .data.calibration import meta_path, save_hf_dataset
+    from .outputs import check_output_dir, check_output_files
+    from .spec import build, parse
+
+    check_output_files([args.out, meta_path(args.out)], args.overwrite)
+    if args.hf_dataset:
+        check_output_dir(args.hf_dataset, args.overwrite, inputs=[args.out], what="dataset folder")
+    if args.method == "oasis" and args.pruner is None:
+        raise ConfigError("--method oasis selects for a pruner: give --pruner (wanda, sparsegpt, nirvana, llm-pruner)")
+    if args.param and args.method != "oasis":
+        raise ConfigError("--param sets OASIS's options; it goes with --method oasis")
+    text = "select:synthetic" if args.method == "synthetic" else f"select:{args.method}:{args.pool_n}:{args.pool}"
+    spec = parse(text)
+    sparsity = args.sparsity or ({"nirvana": "0.2", "llm-pruner": "0.2"}.get(args.pruner, "0.5"))
+    cs = build(spec, n=args.n, seqlen=args.seqlen, seed=args.seed, model_name=args.model, pruner=args.pruner,
+               sparsity=sparsity, select_params=_key_values(args.param, "--param"), task=args.task)
+    path = cs.to_jsonl(args.out)
+    if args.hf_dataset:
+        save_hf_dataset(cs, args.hf_dataset, overwrite=args.overwrite)
+    sel = cs.meta.get("selection", {})
+    extra = ""
+    if "timing_detail" in sel:
+        t = sel["timing_detail"]
+        extra = (f"; {sel['params']['steps']} steps, {t['per_step']:.1f} s/step, {t['total']:.0f} s in all, peak "
+                 f"memory {sel['memory']['peak_rss_gib']:.1f} GiB")
+    chosen = cs.meta.get("chosen")
+    print(f"wrote {len(cs)} sequences x {args.seqlen} tokens ({spec.text}, seed {args.seed}) to {path}"
+          + (f"; pool samples {chosen}" if chosen is not None else "") + extra, file=sys.stderr)
     return 0
 
 
@@ -425,6 +463,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (a folder only when calibkit wrote it)")
     b.set_defaults(func=cmd_build)
+
+    sl = sub.add_parser("select", help="select n calibration samples from a pool (OASIS, entropy, random, synthetic)")
+    sl.add_argument("--method", required=True, choices=["oasis", "entropy", "random", "synthetic"])
+    sl.add_argument("--pool", default="wiki-excerpt",
+                    help="the candidates: any calibration spec (its first --pool-n sequences) or a calibration "
+                         ".jsonl (default wiki-excerpt; synthetic generates instead)")
+    sl.add_argument("--pool-n", type=_int_at_least(2), default=32, help="pool size (default 32)")
+    sl.add_argument("--n", type=_int_at_least(1), default=8, help="samples to select (default 8)")
+    sl.add_argument("--pruner", choices=["wanda", "sparsegpt", "nirvana", "llm-pruner"],
+                    help="the pruner OASIS selects for")
+    sl.add_argument("--sparsity", type=_sparsity, help="the pruner's sparsity (default 0.5; 0.2 structured)")
+    sl.add_argument("--task", help="OASIS's task sequences: a spec (default: the sequences after the pool in the "
+                                   "pool spec's draw; required for a .jsonl pool)")
+    sl.add_argument("--param", action="append", metavar="KEY=VALUE",
+                    help="OASIS option (repeatable): steps, batch_size, task_n, lr, temperature, noise, alpha_start, "
+                         "alpha_end, warmup, weight_decay, clip, gamma, stat_dtype")
+    sl.add_argument("--seqlen", type=_int_at_least(2), default=128, help="tokens per sequence (default 128)")
+    sl.add_argument("--seed", type=_int_at_least(0), default=0)
+    sl.add_argument("--model", default="smollm2-135m")
+    sl.add_argument("--out", required=True, help="output .jsonl (metadata, with the weights, to <name>.meta.json)")
+    sl.add_argument("--hf-dataset", help="also save a datasets.Dataset directory here")
+    sl.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    sl.set_defaults(func=cmd_select)
 
     i = sub.add_parser("inspect", help="summarise a calibration-set file")
     i.add_argument("file")

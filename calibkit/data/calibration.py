@@ -250,6 +250,17 @@ class CalibrationSet:
         return datasets.Dataset.from_dict(cols)
 
 
+def choose(cs: CalibrationSet, ids, what: str, **meta) -> CalibrationSet:
+    """The calibration set of the sequences ``ids`` of ``cs`` (in that order; ``meta`` added to its metadata);
+    out-of-range ids are refused."""
+    ids = [int(i) for i in ids]
+    bad = [i for i in ids if not 0 <= i < len(cs)]
+    if bad:
+        raise ConfigError(f"{what}: sequence(s) {', '.join(map(str, bad))} out of range: the set has {len(cs)}")
+    return CalibrationSet([cs.sequences[i] | {"chosen": i} for i in ids],
+                          cs.meta | {"chosen": ids, "chosen_from": cs.meta.get("spec", what), "n": len(ids)} | meta)
+
+
 def save_hf_dataset(cs: CalibrationSet, out: str | os.PathLike, tokenized_only: bool = False,
                     overwrite: bool = False) -> Path:
     """``to_hf_dataset().save_to_disk(out)`` into a new folder (see ``calibkit.outputs``: an existing non-empty

@@ -109,6 +109,20 @@ def inverse_hessian(hessian: torch.Tensor, percdamp: float = 0.01) -> InverseHes
     raise FloatingPointError(f"Hessian could not be factorised even with dampening {frac / 10:g}")
 
 
+def obs_saliency(weight: torch.Tensor, hessian: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
+    """SparseGPT's mask-selection score w^2 / [U]_jj^2 (U the upper Cholesky factor of the dampened H^-1, as in
+    ``inverse_hessian``) for every weight at once, differentiable in ``weight`` and ``hessian`` (OASIS's soft
+    SparseGPT). With J the reversal, J H J = L L^T gives U = J L^-1 J, so [U]_jj = 1 / L_(n-1-j)(n-1-j): one
+    Cholesky, no inverse. Dead inputs (zero diagonal) get a unit diagonal. In the Hessian's dtype; no dampening retries."""
+    diag = torch.diagonal(hessian)
+    dead = (diag == 0).to(hessian.dtype)
+    H = hessian + torch.diag(dead)
+    H = H + percdamp * torch.diagonal(H).mean() * torch.eye(len(H), dtype=H.dtype, device=H.device)
+    L = torch.linalg.cholesky(H.flip(0, 1))
+    inv_d = torch.diagonal(L).flip(0)  # 1 / [U]_jj
+    return weight.to(H.dtype).square() * inv_d.square().reshape(1, -1) * (1 - dead).reshape(1, -1)
+
+
 def sparsegpt_prune_many(weights: list[torch.Tensor], hessian: torch.Tensor, sparsity: Sparsity,
                          blocksize: int = 128, percdamp: float = 0.01) -> list[SparseGPTResult]:
     """Prune weights ``[out_i, in]`` that share one input (and so one Hessian ``[in, in]``)."""

@@ -78,16 +78,31 @@ class StructuredReport:
                 "widths": self.widths, "uniform": self.uniform, "timing": self.timing, "options": self.options}
 
 
-def _projections(layer) -> list:
+def projections(layer) -> list:
     at, mlp = layer.self_attn, layer.mlp
     return [at.q_proj, at.k_proj, at.v_proj, at.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
 
 
 def decoder_params(layers) -> int:
-    return sum(lin.weight.numel() for layer in layers for lin in _projections(layer))
+    return sum(lin.weight.numel() for layer in layers for lin in projections(layer))
 
 
-def _objective(model, ids: torch.Tensor, method: str) -> torch.Tensor:
+def llm_pruner_plan(layers, n_kv: int, inter: int, sparsity: float) -> tuple[list[int], float]:
+    """LLM-Pruner's pruned layers (all but the first 4/32 and last 2/32) and the fraction of each one's KV groups and
+    neurons that goes so that ``sparsity`` of all decoder projection weights does; refuses a layer left empty."""
+    n_layers = len(layers)
+    skip_first, skip_last = round(n_layers * 4 / 32), round(n_layers * 2 / 32)
+    pruned = list(range(skip_first, n_layers - skip_last))
+    share = decoder_params(layers) / decoder_params([layers[i] for i in pruned]) if pruned else float("inf")
+    fraction = sparsity * share
+    for count, unit in ((n_kv, "KV group"), (inter, "MLP neuron")):
+        if not pruned or count - round(fraction * count) < 1:
+            raise StructuredError(f"llm-pruner: sparsity {sparsity} means removing {fraction:.0%} of each of "
+                                  f"{len(pruned)} pruned layers' {unit}s, which would leave none")
+    return pruned, fraction
+
+
+def objective(model, ids: torch.Tensor, method: str) -> torch.Tensor:
     if method == "llm-pruner":
         return model(input_ids=ids, labels=ids, use_cache=False).loss
     logits = model(input_ids=ids, use_cache=False).logits
@@ -97,7 +112,7 @@ def _objective(model, ids: torch.Tensor, method: str) -> torch.Tensor:
 def gradients(model, ids: torch.Tensor, method: str, batch_size: int = 4, progress: bool = True) -> dict:
     """float32 gradients of the method's objective (mean over batches) for every projection weight."""
     _, layers = decoder_layers(model)
-    weights = [lin.weight for layer in layers for lin in _projections(layer)]
+    weights = [lin.weight for layer in layers for lin in projections(layer)]
     saved = {id(p): p.requires_grad for p in model.parameters()}
     for p in model.parameters():
         p.requires_grad_(False)
@@ -109,7 +124,7 @@ def gradients(model, ids: torch.Tensor, method: str, batch_size: int = 4, progre
     try:
         for batch in tqdm(batches, desc="gradients", unit="batch", disable=not progress):
             with torch.enable_grad():  # whatever the caller's grad mode (no_grad, a test's global switch)
-                loss = _objective(model, batch.to(weights[0].device), method) / len(batches)
+                loss = objective(model, batch.to(weights[0].device), method) / len(batches)
                 loss.backward()
             for w in weights:
                 grads[id(w)] += w.grad.float()
@@ -146,14 +161,8 @@ def prune_structured(model, calibration, method: str = "nirvana", sparsity: floa
 
     # selection first needs the scores, the scores the gradients; refuse impossible targets before any pass
     if method == "llm-pruner":
-        skip_first, skip_last = round(n_layers * 4 / 32), round(n_layers * 2 / 32)
-        pruned = list(range(skip_first, n_layers - skip_last))
-        share = dec_before / decoder_params([layers[i] for i in pruned]) if pruned else float("inf")
-        fraction = sparsity * share
-        for count, unit in ((n_kv, "KV group"), (inter, "MLP neuron")):
-            if not pruned or count - round(fraction * count) < 1:
-                raise StructuredError(f"llm-pruner: sparsity {sparsity} means removing {fraction:.0%} of each of "
-                                      f"{len(pruned)} pruned layers' {unit}s, which would leave none")
+        pruned, fraction = llm_pruner_plan(layers, n_kv, inter, sparsity)
+        skip_first, skip_last = pruned[0], n_layers - 1 - pruned[-1]
     else:
         try:
             remove_g, remove_n = S.nirvana_budget(n_kv, n_rep, d, inter, hidden, n_layers, sparsity, gamma)
@@ -173,7 +182,7 @@ def prune_structured(model, calibration, method: str = "nirvana", sparsity: floa
     attn, mlp = [], []
     for layer in layers:
         at, m = layer.self_attn, layer.mlp
-        s = {lin: S.taylor(lin.weight.data, grads[id(lin.weight)]) for lin in _projections(layer)}
+        s = {lin: S.taylor(lin.weight.data, grads[id(lin.weight)]) for lin in projections(layer)}
         attn.append(S.attn_group_scores(s[at.q_proj], s[at.k_proj], s[at.v_proj], s[at.o_proj], n_kv, d))
         mlp.append(S.mlp_unit_scores(s[m.gate_proj], s[m.up_proj], s[m.down_proj]))
     del grads

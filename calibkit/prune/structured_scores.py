@@ -20,8 +20,9 @@ import torch
 
 
 def taylor(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """|w ⊙ g|, element-wise, in float32."""
-    return (weight.float() * grad.float()).abs()
+    """|w ⊙ g|, element-wise, in float32 (float64 for float64 inputs)."""
+    dtype = torch.promote_types(weight.dtype, torch.float32)
+    return (weight.to(dtype) * grad.to(dtype)).abs()
 
 
 def mlp_unit_scores(s_gate: torch.Tensor, s_up: torch.Tensor, s_down: torch.Tensor) -> torch.Tensor:

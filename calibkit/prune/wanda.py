@@ -12,7 +12,8 @@ from .sparsity import Sparsity, apply_mask, select
 
 
 def wanda_scores(weight: torch.Tensor, sq_norms: torch.Tensor) -> torch.Tensor:
-    return weight.detach().abs().float() * sq_norms.float().sqrt().reshape(1, -1)
+    dtype = torch.promote_types(weight.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    return weight.detach().abs().to(dtype) * sq_norms.to(dtype).sqrt().reshape(1, -1)
 
 
 def wanda_mask(weight: torch.Tensor, sq_norms: torch.Tensor, sparsity: Sparsity) -> torch.Tensor:

@@ -24,11 +24,12 @@ class Params:
     """What the three records share: ``from_dict`` and the value checks of ``__post_init__``."""
 
     method: ClassVar[str]
+    prefix: ClassVar[str] = "selfgen:"  # how specs name the method (errors say ``selfgen:igsp parameter ...``)
 
     @classmethod
     def from_dict(cls: type[P], values: Mapping[str, Any] | None = None, where: str | None = None) -> P:
         """A record from ``values`` (missing keys keep their defaults); ``where`` names the method in errors."""
-        where = where or f"selfgen:{cls.method}"
+        where = where or f"{cls.prefix}{cls.method}"
         if values is not None and not isinstance(values, Mapping):
             raise ConfigError(f"{where} parameters must be a mapping of name to value, got {type(values).__name__}")
         known = [f.name for f in fields(cls)]
@@ -53,8 +54,14 @@ class Params:
         if isinstance(value, Real) and not isinstance(value, (bool, Integral)) and float(value).is_integer():
             value = int(value)  # 64.0 from a YAML/JSON file is 64
         if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
-            raise ConfigError(f"selfgen:{self.method} parameter {name} must be an integer >= {least}, got {value!r}")
+            raise ConfigError(f"{self.prefix}{self.method} parameter {name} must be an integer >= {least}, got {value!r}")
         self._set(name, int(value))
+
+    def _choice(self, name: str, options: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in options:
+            raise ConfigError(f"{self.prefix}{self.method} parameter {name} must be one of {', '.join(options)}, "
+                              f"got {value!r}")
 
     def _real(self, name: str, low: float, high: float = math.inf, low_open: bool = False,
               high_open: bool = False) -> None:
@@ -63,7 +70,7 @@ class Params:
               and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
         if not ok:
             span = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
-            raise ConfigError(f"selfgen:{self.method} parameter {name} must be a number in {span}, got {value!r}")
+            raise ConfigError(f"{self.prefix}{self.method} parameter {name} must be a number in {span}, got {value!r}")
         self._set(name, float(value))
 
 

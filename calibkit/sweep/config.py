@@ -40,9 +40,12 @@ class RunConfig:
 
     @property
     def calibration_key(self) -> str:
-        """Runs that share this key use the same calibration set."""
-        return hashlib.sha256(json.dumps([self.calibration, self.n, self.seqlen, self.seed, self.model])
-                              .encode()).hexdigest()[:16]
+        """Runs that share this key use the same calibration set (an OASIS selection also depends on the pruner
+        and sparsity it selects for)."""
+        parts = [self.calibration, self.n, self.seqlen, self.seed, self.model]
+        if self.calibration.startswith("select:oasis"):
+            parts += [self.method, self.sparsity]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def run_key(cfg: RunConfig) -> str:
@@ -204,6 +207,13 @@ def _check_calibration(calib: str, methods: tuple[str, ...], where: str) -> None
         kind = parse(calib).kind
     except CalibkitError as e:
         raise SweepError(f"{where}: {e}") from None
+    if calib.startswith("select:oasis"):
+        from ..select import PRUNERS
+
+        bad = [m for m in methods if m not in PRUNERS]
+        if bad:
+            raise SweepError(f"{where}: OASIS selects through a pruner's differentiable saliency "
+                             f"({', '.join(PRUNERS)}), not {', '.join(bad)}")
     if kind == "none":
         needing = [m for m in methods if m != "magnitude"]
         if needing:

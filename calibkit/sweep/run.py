@@ -17,7 +17,7 @@ def _calibration(cfg: RunConfig, tokenizer, model):
     from ..spec import build
 
     return build(cfg.calibration, n=cfg.n, seqlen=cfg.seqlen, seed=cfg.seed, model_name=cfg.model,
-                 tokenizer=tokenizer, model=model, progress=False)
+                 tokenizer=tokenizer, model=model, progress=False, pruner=cfg.method, sparsity=cfg.sparsity)
 
 
 def _profile(cfg: RunConfig, cs, model, store: Store) -> dict | None:
