@@ -83,14 +83,14 @@ bench: model $(BENCH_VENV)/bin/.installed
 	$(BENCH_VENV)/bin/python bench/prune_bench.py --json reports/bench/prune_bench.json $(BENCH_ARGS)
 
 # The study. Its run records live in results/<PROFILE>/ (results/embedded/ is committed); reports/ (PROFILE=embedded)
-# or reports/<PROFILE>/ are generated from them by notebooks 01-06 (papermill).
+# or reports/<PROFILE>/ are generated from them by notebooks 01-07 (papermill).
 #   make figures    reports from the records only (compute=False: nothing is pruned, evaluated or profiled)
 #   make study      compute the missing runs of results/<PROFILE>/ (resumable), then make figures
 #   make reproduce  recompute every run into a fresh store ($(FRESH), resumable), then compare it with the committed
 #                   records of the same run keys: "reproduced K/N runs: max |Δ retention| ..."
 #   ONLY=g1,g2      restricts study/reproduce to some experiment groups (e.g. ONLY=nm: two runs, ~4 min)
 PROFILE   ?= embedded
-NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp 06_samples
+NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp 06_samples 07_oasis
 GROUPS    ?=
 GROUPS_ARG = $(if $(GROUPS),-y "groups: [$(GROUPS)]")
 ONLY      ?=

@@ -262,3 +262,35 @@ def macro_view(macro_df: pd.DataFrame, reference: str = "ptb", n: int = 16, seql
         row[2].set_ylabel("")
     fig.tight_layout()
     return fig
+
+
+def selection_effects(per_seed: pd.DataFrame):
+    """OASIS Tables 1/2 as a picture: per pruner, each selector's mean log perplexity and commonsense accuracy
+    relative to random's, one point per seed (``selection_study.per_seed``)."""
+    d = per_seed.copy()
+    base = d[d["selector"] == "random"].groupby("method")[["log_ppl", "acc"]].mean()
+    d["Δ log ppl vs random"] = d["log_ppl"] - d["method"].map(base["log_ppl"])
+    d["Δ accuracy vs random (pts)"] = d["acc"] - d["method"].map(base["acc"])
+    cols = [c for c in ("Δ log ppl vs random", "Δ accuracy vs random (pts)") if d[c].notna().any()]
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.6), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        sns.stripplot(data=d, x="method", y=c, hue="selector", dodge=True, ax=ax, size=6)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+def weight_trajectories(traj: pd.DataFrame):
+    """OASIS Figure 5 form: each pool sample's weight over the optimisation steps, coloured by its tier, one panel
+    per condition (``label``: with / without embedding noise)."""
+    labels = list(dict.fromkeys(traj["label"]))
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 3.4), squeeze=False, sharey=True)
+    palette = {"golden": "#d4a017", "mediocre": "#7f7f7f", "detrimental": "#b22222"}
+    for ax, label in zip(axes[0], labels):
+        d = traj[traj["label"] == label]
+        sns.lineplot(data=d, x="step", y="weight", hue="tier", units="sample", estimator=None, ax=ax,
+                     palette=palette, lw=1.2)
+        ax.set_title(label)
+    fig.tight_layout()
+    return fig

@@ -206,6 +206,9 @@ def _build_selection(spec: CalibSpec, n: int, seqlen: int, seed: int, *, model_n
                                   "disjoint from the pool")
             task = task if isinstance(task, C.CalibrationSet) else build(task, P.task_n, seqlen, seed + 1, **common)
     else:  # the pool is the first pool_n sequences of the seeded draw, OASIS's task sequences the next task_n
+        if spec.method == "oasis" and task is None and spec.base.kind == "samples":
+            raise ConfigError(f"{spec.text}: OASIS on a pool of chosen samples needs task sequences (--task SPEC), "
+                              "disjoint from the pool")
         extra = P.task_n if spec.method == "oasis" and task is None else 0
         drawn = build(spec.base, spec.pool_n + extra, seqlen, seed, **common)
         pool = C.choose(drawn, range(spec.pool_n), spec.base.text)

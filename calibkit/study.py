@@ -5,6 +5,7 @@
     study.results()       # one row per finished run (``sweep.results_table``), per-sample prunes apart
     study.sample_results()  # OASIS: the per-sample prunes (single samples and pairs: ``calibkit.samples``)
     study.macro_results()   # OASIS: whole-set prunes varying size, length, seed and source (Figure 2 form)
+    study.selection_results()  # OASIS: selected sets (random, entropy, synthetic, OASIS) x pruners x seeds
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from . import sweep
 from .reports import Reports, results_dir
 
 
-OASIS_GROUPS = ("samples", "macro")  # group-name prefixes of OASIS's analyses (notebook 06), apart from 01-05
+SAMPLE_GROUPS = ("samples", "macro")  # group-name prefixes of OASIS's per-sample and macro analyses (notebook 06)
+SELECTION_GROUPS = ("selection",)  # OASIS's selection experiments (notebook 07)
+OASIS_GROUPS = SAMPLE_GROUPS + SELECTION_GROUPS  # kept apart from the capability study (01-05)
 
 
 @dataclass
@@ -31,18 +34,21 @@ class Study:
         prof = self.profile if not groups else sweep.restrict_groups(self.profile, groups)
         return sweep.expand(prof)
 
-    def _keys(self, oasis: bool) -> set[str]:
-        """Run keys of the capability study's groups (oasis=False) or of OASIS's per-sample and macro groups."""
-        groups = [g for g in self.profile["experiments"] if g.startswith(OASIS_GROUPS) == oasis]
+    def _keys(self, prefixes: tuple[str, ...]) -> set[str]:
+        """Run keys of the groups whose names start with one of ``prefixes``."""
+        groups = [g for g in self.profile["experiments"] if g.startswith(prefixes)]
         return {c.key for c in self.configs(groups)} if groups else set()
 
-    def _table(self, oasis: bool):
-        """OASIS's runs (keys of its groups), or every other run in the store (the capability study's)."""
+    def _table(self, oasis: bool, prefixes: tuple[str, ...] = OASIS_GROUPS):
+        """OASIS's runs (keys of its groups with those prefixes), or every other run in the store (the capability
+        study's)."""
         df = sweep.results_table(self.store)
         if not len(df):
             return df
-        mine = df["key"].isin(self._keys(True)) | (df["kind"] == "samples")
-        return df[mine if oasis else ~mine].reset_index(drop=True)
+        if not oasis:
+            mine = df["key"].isin(self._keys(OASIS_GROUPS)) | (df["kind"] == "samples")
+            return df[~mine].reset_index(drop=True)
+        return df[df["key"].isin(self._keys(prefixes))].reset_index(drop=True)
 
     def results(self):
         """One row per finished run in the store, OASIS's per-sample and macro prunes apart (notebooks 01-05)."""
@@ -54,7 +60,7 @@ class Study:
         ``sparsity`` and ``ppl`` (the post-pruning perplexity ``metric`` of its record)."""
         from .spec import parse
 
-        d = self._table(oasis=True)
+        d = self._table(oasis=True, prefixes=("samples",))
         d = d[d["kind"] == "samples"].copy() if len(d) else d
         if not len(d):
             import pandas as pd
@@ -69,9 +75,17 @@ class Study:
     def macro_results(self, metric: str = "score_ck_ptb_ppl"):
         """OASIS's macro view (Figure 2 form): the whole-set prunes of the ``macro*`` groups, one row per run with
         ``ppl`` = the post-pruning perplexity ``metric`` (set size ``n``, ``seqlen``, ``label``, ``seed``)."""
-        d = self._table(oasis=True)
-        d = d[d["kind"] != "samples"] if len(d) else d
+        d = self._table(oasis=True, prefixes=("macro",))
         return d.rename(columns={metric: "ppl"}).reset_index(drop=True) if metric in d else d
+
+    def selection_results(self):
+        """OASIS's selection experiments (Tables 1, 2 and 4 form): the runs of the ``selection*`` groups, one row per
+        run with ``selector`` (random, entropy, synthetic, oasis) next to the method, seed and scores."""
+        d = self._table(oasis=True, prefixes=("selection",))
+        if len(d):
+            d = d.copy()
+            d["selector"] = d["calibration"].map(lambda c: c.split(":")[1] if c.startswith("select:") else c)
+        return d
 
     def coverage(self, groups: list[str] | None = None) -> dict:
         """How many of the (chosen groups') runs the store holds, without computing any."""

@@ -1,0 +1,151 @@
+"""OASIS's selection experiments (Tables 1, 2 and 4 form) read from a results table (``Study.selection_results``):
+per pruner and selector (random, entropy, synthetic, OASIS), perplexities and commonsense accuracies over seeds,
+the paper's Δ, and each "OASIS improves on X" claim decided by a paired test over seeds. Pure pandas/scipy.
+
+Two claims per pruner and baseline X, each a paired t-test over the seeds both have (seed i of OASIS against seed i
+of X: the same pool draw, so the pairing removes the pool's own variation), at α = ``verdicts.ALPHA``:
+- perplexity: the mean over the perplexity tasks of log ppl(OASIS) − log ppl(X) is below 0;
+- accuracy (the paper's Δ): the mean over the commonsense tasks of acc(OASIS) − acc(X), in points, is above 0.
+``holds``: significant in the claimed direction; ``fails``: significant the other way; else ``inconclusive``
+(also with fewer than ``verdicts.MIN_SEEDS`` seeds).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .verdicts import ALPHA, MIN_SEEDS, verdict_block
+
+SELECTORS = ("random", "entropy", "synthetic", "oasis")
+PPL = ("ck_wikitext2_ppl", "ck_ptb_ppl", "ck_lambada_ppl")
+ACC = ("ck_arc_easy_val", "ck_winogrande", "ck_hellaswag", "ck_boolq", "ck_piqa_val")
+
+
+def tasks(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The perplexity and accuracy tasks the runs of ``df`` have scores for."""
+    have = [c.removeprefix("score_") for c in df.columns if c.startswith("score_") and df[c].notna().any()]
+    return [t for t in PPL if t in have], [t for t in ACC if t in have]
+
+
+def per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, selector, seed): ``log_ppl`` (mean over perplexity tasks of log ppl) and ``acc`` (mean
+    over accuracy tasks, points), beside every task's score."""
+    ppl, acc = tasks(df)
+    d = df.copy()
+    d["log_ppl"] = np.log(d[[f"score_{t}" for t in ppl]].astype(float)).mean(axis=1) if ppl else np.nan
+    d["acc"] = d[[f"score_{t}" for t in acc]].astype(float).mean(axis=1) * 100 if acc else np.nan
+    cols = ["method", "selector", "seed", "log_ppl", "acc", *[f"score_{t}" for t in ppl + acc]]
+    return d[cols].sort_values(["method", "selector", "seed"]).reset_index(drop=True)
+
+
+def table(df: pd.DataFrame) -> pd.DataFrame:
+    """Tables 1/2 form: per method and selector, every task's mean ± sd over seeds (perplexities as they are,
+    accuracies in %), and Δ = mean accuracy minus random's (points)."""
+    ppl, acc = tasks(df)
+    d = per_seed(df)
+    rows = []
+    for (m, s), g in d.groupby(["method", "selector"], sort=False):
+        row = {"method": m, "selector": s, "seeds": len(g)}
+        for t in ppl:
+            row[t] = f"{g[f'score_{t}'].mean():.1f} ± {g[f'score_{t}'].std(ddof=1):.1f}" if len(g) > 1 else \
+                f"{g[f'score_{t}'].mean():.1f}"
+        for t in acc:
+            v = g[f"score_{t}"] * 100
+            row[t] = f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(g) > 1 else f"{v.mean():.1f}"
+        base = d[(d["method"] == m) & (d["selector"] == "random")]["acc"].mean()
+        row["Δ acc vs random"] = g["acc"].mean() - base if s != "random" else np.nan
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    order = {s: i for i, s in enumerate(SELECTORS)}
+    return out.sort_values(["method", "selector"], key=lambda c: c.map(order) if c.name == "selector" else c) \
+        .reset_index(drop=True)
+
+
+def _paired(a: pd.Series, b: pd.Series, sign: int, claim: str, test: str, unit: str) -> dict:
+    from scipy.stats import ttest_rel
+
+    both = a.dropna().index.intersection(b.dropna().index)
+    x = (a[both] - b[both]).to_numpy(float)
+    n = len(x)
+    if n < MIN_SEEDS:
+        return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": n},
+                "text": f"{n} paired seed(s): too few to test"}
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    p = 0.0 if sd == 0 and mean != 0 else 1.0 if sd == 0 else float(ttest_rel(a[both], b[both]).pvalue)
+    agree = int((np.sign(x) == sign).sum())
+    verdict = ("holds" if p < ALPHA and np.sign(mean) == sign else
+               "fails" if p < ALPHA and np.sign(mean) == -sign else "inconclusive")
+    return {"claim": claim, "test": test, "verdict": verdict,
+            "numbers": {"mean": mean, "sd": sd, "n": n, "p": p, "agree": agree},
+            "text": f"{mean:+.3f} ± {sd:.3f} {unit} over {n} seeds ({agree}/{n} in the claimed direction), "
+                    f"paired t p = {p:.3f}"}
+
+
+def verdicts(df: pd.DataFrame) -> dict:
+    """Every "OASIS improves on X" claim (module doc) for every method with OASIS runs."""
+    d = per_seed(df)
+    found = {}
+    for m in sorted(d["method"].unique()):
+        mine = d[d["method"] == m]
+        oasis = mine[mine["selector"] == "oasis"].set_index("seed")
+        if not len(oasis):
+            continue
+        for x in SELECTORS[:-1]:
+            other = mine[mine["selector"] == x].set_index("seed")
+            if not len(other):
+                continue
+            if oasis["log_ppl"].notna().any():
+                found[f"ppl/{m}/{x}"] = _paired(
+                    oasis["log_ppl"], other["log_ppl"], -1, f"OASIS lowers perplexity against {x} ({m})",
+                    "paired t-test over seeds, mean log ppl over the perplexity tasks", "log ppl")
+            if oasis["acc"].notna().any():
+                found[f"acc/{m}/{x}"] = _paired(
+                    oasis["acc"], other["acc"], 1, f"OASIS raises commonsense accuracy against {x} ({m})",
+                    "paired t-test over seeds, mean accuracy over the commonsense tasks (Δ)", "pts")
+    return found
+
+
+def verdicts_markdown(found: dict, profile: str) -> str:
+    return verdict_block(found, f"OASIS's selection claims on profile `{profile}` (each pruner with calibration sets "
+                                f"selected from one pool by random draw, token entropy, synthetic generation and "
+                                f"OASIS), each decided by a paired test over seeds (α = {ALPHA}; "
+                                f"`calibkit/selection_study.py`):", "OASIS")
+
+
+def trajectories(records: list[dict]) -> pd.DataFrame:
+    """Long table of OASIS weight trajectories (``select.planted.planted_runs`` records): one row per (condition,
+    step, pool sample) with ``weight``, the sample's ``tier`` and the condition's ``label``."""
+    rows = []
+    for r in records:
+        for t in r["trajectory"]:
+            for i, w in enumerate(t["p"]):
+                rows.append({"label": r["label"], "step": t["step"], "sample": r["ids"][i], "tier": r["tiers"][i],
+                             "weight": w, "loss": t["loss"]})
+    return pd.DataFrame(rows)
+
+
+def tier_weights(records: list[dict]) -> pd.DataFrame:
+    """Per condition and tier: the final mean weight, and its ratio to uniform (1 / pool size)."""
+    rows = []
+    for r in records:
+        n = len(r["weights"])
+        for tier in dict.fromkeys(r["tiers"]):
+            w = [x for x, t in zip(r["weights"], r["tiers"]) if t == tier]
+            rows.append({"condition": r["label"], "tier": tier, "samples": len(w), "final mean weight": np.mean(w),
+                         "x uniform": np.mean(w) * n})
+    return pd.DataFrame(rows)
+
+
+def planted_tiers(sample_df: pd.DataFrame, method: str, per_tier: int = 3) -> dict[int, str]:
+    """``per_tier`` samples of each tier of ``method``'s single-sample prunes (``samples.tiers``), the most typical
+    ones (closest to the tier's median perplexity), as {sample id: tier}."""
+    from .samples import TIERS, singles, tiers
+
+    one = singles(sample_df, method)
+    tier = tiers(one)
+    out = {}
+    for t in TIERS:
+        s = one[tier == t]
+        pick = (s - s.median()).abs().sort_values(kind="stable").index[:per_tier]
+        out |= {int(i): t for i in pick}
+    return dict(sorted(out.items()))
