@@ -216,3 +216,21 @@ def test_select_cli_writes_a_set_that_prune_takes(tmp_path, capsys):
     assert main(["select", "--method", "oasis", "--pool", "ptb", "--n", "2", "--model", "tiny-llama",
                  "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "--pruner" in capsys.readouterr().err
+
+
+def test_sweep_groups_take_selection_specs():
+    from calibkit import sweep
+
+    prof = {"name": "t", "model": "tiny-llama", "suite": "embedded", "limit": 1, "n": 2, "seqlen": 16, "seeds": [0, 1],
+            "experiments": {"sel": {"calibration": ["select:oasis:8:ptb", "select:random:8:ptb"],
+                                    "methods": ["wanda", "nirvana"], "sparsities": ["0.2"]}}}
+    configs = sweep.expand(prof)
+    assert len(configs) == 8
+    oasis = [c for c in configs if c.calibration.startswith("select:oasis") and c.seed == 0]
+    rand = [c for c in configs if c.calibration.startswith("select:random") and c.seed == 0]
+    assert oasis[0].calibration_key != oasis[1].calibration_key  # OASIS's set depends on the pruner
+    assert rand[0].calibration_key == rand[1].calibration_key  # a random draw does not
+    bad = prof | {"experiments": {"sel": {"calibration": ["select:oasis:8:ptb"], "methods": ["magnitude"],
+                                          "sparsities": ["0.5"]}}}
+    with pytest.raises(sweep.SweepError, match="differentiable saliency"):
+        sweep.expand(bad)
