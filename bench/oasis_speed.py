@@ -60,7 +60,9 @@ def main(argv=None) -> list[dict]:
         return []
     rows = []
     for pruner in args.pruners.split(","):
-        child = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--json")]
+        child = ["--model", args.model, "--source", args.source, "--pool-n", str(args.pool_n), "--seqlen",
+                 str(args.seqlen), "--steps", str(args.steps), "--seed", str(args.seed)]
+        child += ["--stat-dtype", args.stat_dtype] if args.stat_dtype else []
         cmd = [sys.executable, __file__, *child, "--pruners", pruner, "--one"]
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))

@@ -109,18 +109,23 @@ def inverse_hessian(hessian: torch.Tensor, percdamp: float = 0.01) -> InverseHes
     raise FloatingPointError(f"Hessian could not be factorised even with dampening {frac / 10:g}")
 
 
-def obs_saliency(weight: torch.Tensor, hessian: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
-    """SparseGPT's mask-selection score w^2 / [U]_jj^2 (U the upper Cholesky factor of the dampened H^-1, as in
-    ``inverse_hessian``) for every weight at once, differentiable in ``weight`` and ``hessian`` (OASIS's soft
-    SparseGPT). With J the reversal, J H J = L L^T gives U = J L^-1 J, so [U]_jj = 1 / L_(n-1-j)(n-1-j): one
-    Cholesky, no inverse. Dead inputs (zero diagonal) get a unit diagonal. In the Hessian's dtype; no dampening retries."""
+def obs_column_weights(hessian: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
+    """1 / [U]_jj^2 per input column (U the upper Cholesky factor of the dampened H^-1, as in ``inverse_hessian``;
+    0 for dead inputs), differentiable in ``hessian``: SparseGPT's mask-selection score is w^2 times this (OASIS's
+    soft SparseGPT; ``obs_saliency``). With J the reversal, J H J = L L^T gives U = J L^-1 J, so
+    [U]_jj = 1 / L_(n-1-j)(n-1-j): one Cholesky, no inverse. In the Hessian's dtype; no dampening retries."""
     diag = torch.diagonal(hessian)
     dead = (diag == 0).to(hessian.dtype)
     H = hessian + torch.diag(dead)
     H = H + percdamp * torch.diagonal(H).mean() * torch.eye(len(H), dtype=H.dtype, device=H.device)
     L = torch.linalg.cholesky(H.flip(0, 1))
-    inv_d = torch.diagonal(L).flip(0)  # 1 / [U]_jj
-    return weight.to(H.dtype).square() * inv_d.square().reshape(1, -1) * (1 - dead).reshape(1, -1)
+    return torch.diagonal(L).flip(0).square() * (1 - dead)
+
+
+def obs_saliency(weight: torch.Tensor, hessian: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:
+    """SparseGPT's mask-selection score w^2 / [U]_jj^2 for every weight at once (see ``obs_column_weights``)."""
+    cw = obs_column_weights(hessian, percdamp)
+    return weight.to(cw.dtype).square() * cw.reshape(1, -1)
 
 
 def sparsegpt_prune_many(weights: list[torch.Tensor], hessian: torch.Tensor, sparsity: Sparsity,

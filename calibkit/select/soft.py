@@ -4,8 +4,9 @@ Each pruner's calibration statistic is a sum over the calibration samples, so th
 Σ_i p_i stat_i with per-sample statistics collected once from the dense model:
 
 - Wanda: stat_i = Σ_t x_t^2 per input column of every Linear; S = |W| · sqrt(Σ_i p_i stat_i) (per-row groups);
-- SparseGPT (beyond the paper): stat_i = X_i (the inputs), H(p) = Σ_i p_i X_i^T X_i, S = w^2 / [chol(H^-1)]_jj^2
-  (``prune.sparsegpt.obs_saliency``), one group per weight matrix;
+- SparseGPT (beyond the paper): stat_i = X_i^T X_i (per-sample Hessians, their lower triangles in float32: 6.4 GB
+  for SmolLM2 x 32 samples; bfloat16 would break their positive definiteness), H(p) = Σ_i p_i stat_i,
+  S = w^2 / [chol(H^-1)]_jj^2 (``prune.sparsegpt.obs_saliency``), one group per weight matrix;
 - NIRVANA / LLM-Pruner: stat_i = ∂ℓ_i/∂W (ℓ_i the pruner's own objective on sample i: the causal-LM loss for
   LLM-Pruner, NIRVANA's max-logit objective), G(p) = Σ_i p_i ∂ℓ_i/∂W = ∂L_cal/∂W exactly, since the weights do not
   change while p is learnt; S = |W ⊙ G| summed per KV group / MLP neuron (``prune.structured_scores``), with each
@@ -30,7 +31,7 @@ from . import softmask as M
 from ..errors import CalibkitError
 from ..prune import structured_scores as SS
 from ..prune.engine import decoder_layers, layer_linears
-from ..prune.sparsegpt import obs_saliency
+from ..prune.sparsegpt import obs_column_weights
 from ..prune.sparsity import Sparsity
 from ..prune.structured import STRUCTURED, StructuredError, llm_pruner_plan, objective, projections
 from ..prune.surgery import check_supported, head_dim
@@ -75,6 +76,18 @@ class _WeightedSum(torch.autograd.Function):
         return torch.stack([torch.dot(stats[i].reshape(-1).to(p.dtype), g) for i in range(stats.shape[0])]), None
 
 
+def _tril(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    r, c = torch.tril_indices(n, n, device=device)
+    return r, c
+
+
+def _symmetric(lower: torch.Tensor, n: int) -> torch.Tensor:
+    """The symmetric [n, n] matrix whose lower triangle (row-major, ``torch.tril_indices``) is ``lower``."""
+    r, c = _tril(n, lower.device)
+    low = torch.zeros(n, n, dtype=lower.dtype, device=lower.device).index_put((r, c), lower)
+    return low + low.tril(-1).t()
+
+
 def _weighted(p: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
     """Σ_i p_i stats[i], in p's dtype (differentiable in p)."""
     return _WeightedSum.apply(p, stats)
@@ -92,7 +105,8 @@ class SoftUnstructured:
         self.linears = {f"{prefix}.{i}.{n}": m for i, layer in enumerate(layers)
                         for n, m in layer_linears(layer).items()}
         n, t = ids.shape
-        per_sample = {"wanda": lambda m: m.in_features, "sparsegpt": lambda m: t * m.in_features}[method]
+        per_sample = {"wanda": lambda m: m.in_features,
+                      "sparsegpt": lambda m: m.in_features * (m.in_features + 1) // 2}[method]
         # upper bound: every Linear its own input (q/k/v and gate/up are shared, so less is stored)
         check_memory(n * sum(per_sample(m) for m in self.linears.values()) * torch.empty(
             0, dtype=stat_dtype).element_size(), f"{method} per-sample statistics of {n} x {t} tokens")
@@ -108,7 +122,13 @@ class SoftUnstructured:
                 x = x.detach()
                 self.lead.setdefault(name, lead)
                 if lead == name:
-                    chunks[-1][name] = (x.float().square().sum(1) if method == "wanda" else x).to(stat_dtype)
+                    x = x.to(torch.promote_types(x.dtype, torch.float32))
+                    if method == "wanda":
+                        stat = x.square().sum(1)  # [B, in]
+                    else:  # the lower triangle of each sample's X_i^T X_i, [B, in (in + 1) / 2]
+                        r, c = _tril(x.shape[-1], x.device)
+                        stat = (x.transpose(1, 2) @ x)[:, r, c]
+                    chunks[-1][name] = stat.to(stat_dtype)
             return fn
 
         handles = [m.register_forward_pre_hook(hook(n)) for n, m in self.linears.items()]
@@ -122,8 +142,8 @@ class SoftUnstructured:
         finally:
             for h in handles:
                 h.remove()
-        for name in set(self.lead.values()):
-            self.stats[name] = torch.cat([c[name] for c in chunks])
+        for name in dict.fromkeys(self.lead.values()):  # one input at a time: at most one extra copy in memory
+            self.stats[name] = torch.cat([c.pop(name) for c in chunks])
         missing = [n for n in self.linears if n not in self.lead]
         if missing:
             raise SelectError(f"Linear modules never called in the forward pass: {', '.join(missing)}")
@@ -132,16 +152,14 @@ class SoftUnstructured:
         out, combined = {}, {}
         for name, lin in self.linears.items():
             lead = self.lead[name]
-            if lead not in combined:
-                s = self.stats[lead]
-                if self.method == "wanda":
-                    combined[lead] = _weighted(p, s)
-                else:  # H(p) = Σ_i p_i X_i^T X_i = X^T diag(p per token) X
-                    x = s.reshape(-1, s.shape[-1]).to(p.dtype)
-                    w = p.repeat_interleave(s.shape[1]).unsqueeze(1)
-                    combined[lead] = x.t() @ (x * w)
+            if lead not in combined:  # Wanda: Σ_i p_i ||X_i||^2 per column; SparseGPT: H(p) = Σ_i p_i X_i^T X_i
+                c = _weighted(p, self.stats[lead])  # SparseGPT: the column weights of H(p), once per input
+                combined[lead] = c if self.method == "wanda" else obs_column_weights(_symmetric(c, lin.in_features))
             c = combined[lead]
-            out[name] = wanda_scores(lin.weight, c) if self.method == "wanda" else obs_saliency(lin.weight, c)
+            if self.method == "wanda":
+                out[name] = wanda_scores(lin.weight, c)
+            else:
+                out[name] = lin.weight.to(c.dtype).square() * c.reshape(1, -1)  # = obs_saliency(W, H(p))
         return out
 
     def masks(self, p: torch.Tensor, alpha: float) -> dict[str, torch.Tensor]:

