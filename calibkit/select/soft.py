@@ -76,14 +76,9 @@ class _WeightedSum(torch.autograd.Function):
         return torch.stack([torch.dot(stats[i].reshape(-1).to(p.dtype), g) for i in range(stats.shape[0])]), None
 
 
-def _tril(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    r, c = torch.tril_indices(n, n, device=device)
-    return r, c
-
-
 def _symmetric(lower: torch.Tensor, n: int) -> torch.Tensor:
     """The symmetric [n, n] matrix whose lower triangle (row-major, ``torch.tril_indices``) is ``lower``."""
-    r, c = _tril(n, lower.device)
+    r, c = torch.tril_indices(n, n, device=lower.device)
     low = torch.zeros(n, n, dtype=lower.dtype, device=lower.device).index_put((r, c), lower)
     return low + low.tril(-1).t()
 
@@ -126,7 +121,7 @@ class SoftUnstructured:
                     if method == "wanda":
                         stat = x.square().sum(1)  # [B, in]
                     else:  # the lower triangle of each sample's X_i^T X_i, [B, in (in + 1) / 2]
-                        r, c = _tril(x.shape[-1], x.device)
+                        r, c = torch.tril_indices(x.shape[-1], x.shape[-1], device=x.device)
                         stat = (x.transpose(1, 2) @ x)[:, r, c]
                     chunks[-1][name] = stat.to(stat_dtype)
             return fn
