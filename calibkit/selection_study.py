@@ -105,11 +105,15 @@ def verdicts(df: pd.DataFrame) -> dict:
     return found
 
 
-def verdicts_markdown(found: dict, profile: str) -> str:
+def verdicts_markdown(found: dict, profile: str, coverage: dict | None = None) -> str:
+    """The verdict table, with how many of the selection runs the store holds (``Study.coverage``)."""
+    done = (f" From {coverage['done']} of the {coverage['total']} selection runs of the profile"
+            f"{' (the rest not computed yet: the claims over them are missing)' if coverage['missing'] else ''}."
+            if coverage else "")
     return verdict_block(found, f"OASIS's selection claims on profile `{profile}` (each pruner with calibration sets "
                                 f"selected from one pool by random draw, token entropy, synthetic generation and "
                                 f"OASIS), each decided by a paired test over seeds (α = {ALPHA}; "
-                                f"`calibkit/selection_study.py`):", "OASIS")
+                                f"`calibkit/selection_study.py`).{done}", "OASIS")
 
 
 def trajectories(records: list[dict]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
     study = open_study("embedded", groups=["main"])
     study.configs()       # the run configs of the chosen groups
+    study.profiles()      # the information profiles of the capability study's sets (Table 3)
     study.results()       # one row per finished run (``sweep.results_table``), per-sample prunes apart
     study.sample_results()  # OASIS: the per-sample prunes (single samples and pairs: ``calibkit.samples``)
     study.macro_results()   # OASIS: whole-set prunes varying size, length, seed and source (Figure 2 form)
@@ -33,6 +34,19 @@ class Study:
     def configs(self, groups: list[str] | None = None) -> list[sweep.RunConfig]:
         prof = self.profile if not groups else sweep.restrict_groups(self.profile, groups)
         return sweep.expand(prof)
+
+    def capability_groups(self) -> list[str]:
+        """The capability study's groups (notebooks 01-05): every group but OASIS's."""
+        return [g for g in self.profile["experiments"] if not g.startswith(OASIS_GROUPS)]
+
+    def profiles(self):
+        """The information profiles of the capability study's calibration sets (Table 3): the sets of its groups'
+        configs only (OASIS's per-sample, macro and selection sets have other sizes and lengths)."""
+        df = sweep.profiles_table(self.store)
+        groups = self.capability_groups()
+        keys = {(c.calibration, c.n, c.seqlen, c.seed) for c in self.configs(groups)} if groups else set()
+        mine = [k in keys for k in zip(df["calibration"], df["n"], df["seqlen"], df["seed"])]
+        return df[mine].reset_index(drop=True)
 
     def _keys(self, prefixes: tuple[str, ...]) -> set[str]:
         """Run keys of the groups whose names start with one of ``prefixes``."""
