@@ -137,14 +137,16 @@ def oasis(model, pool_ids: torch.Tensor, task_ids: torch.Tensor, pruner: str, sp
             alpha = M.alpha_at(step, P.steps, (P.alpha_start, P.alpha_end))
             emb_dim = model.get_input_embeddings().embedding_dim
             noise = (torch.rand((*ids.shape, emb_dim), generator=gen) * 2 - 1) * P.noise if P.noise else None
-            p = torch.softmax(u / P.temperature, 0)
-            loss = task_loss(model, soft, p, alpha, ids, noise)
+            with torch.enable_grad():  # whatever the caller's grad mode (a notebook's or a test's global switch)
+                p = torch.softmax(u / P.temperature, 0)
+                loss = task_loss(model, soft, p, alpha, ids, noise)
             if not torch.isfinite(loss):
                 raise SelectError(f"OASIS step {step}: the task loss is {loss.item()} on task sequences "
                                   f"{sorted(int(i) for i in take)}; the largest pool weights are on samples "
                                   f"{ranking(p)[:5]}. Lower lr or alpha_end, or check the pool")
             opt.zero_grad()
-            loss.backward()
+            with torch.enable_grad():
+                loss.backward()
             if not torch.isfinite(u.grad).all():
                 raise SelectError(f"OASIS step {step}: non-finite gradient of the pool weights (samples "
                                   f"{torch.nonzero(~torch.isfinite(u.grad)).flatten().tolist()})")
