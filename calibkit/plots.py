@@ -289,8 +289,8 @@ def weight_trajectories(traj: pd.DataFrame):
     palette = {"golden": "#d4a017", "mediocre": "#7f7f7f", "detrimental": "#b22222"}
     for ax, label in zip(axes[0], labels):
         d = traj[traj["label"] == label]
-        sns.lineplot(data=d, x="step", y="weight", hue="tier", units="sample", estimator=None, ax=ax,
-                     palette=palette, lw=1.2)
+        sns.lineplot(data=d, x="step", y="weight", hue="tier", hue_order=list(palette), units="sample",
+                     estimator=None, ax=ax, palette=palette, lw=1.2)
         ax.set_title(label)
     fig.tight_layout()
     return fig
