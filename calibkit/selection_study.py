@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, MIN_SEEDS, verdict_block
+from .verdicts import ALPHA, MIN_SEEDS, _verdict, paired, verdict_block
 
 SELECTORS = ("random", "entropy", "synthetic", "oasis")
 PPL = ("ck_wikitext2_ppl", "ck_ptb_ppl", "ck_lambada_ppl")
@@ -62,23 +62,17 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _paired(a: pd.Series, b: pd.Series, sign: int, claim: str, test: str, unit: str) -> dict:
-    from scipy.stats import ttest_rel
-
-    both = a.dropna().index.intersection(b.dropna().index)
-    x = (a[both] - b[both]).to_numpy(float)
-    n = len(x)
+    """``verdicts.paired`` (a − b over the seeds both have, paired t-test) read against the claimed ``sign``."""
+    r = paired(a, b)
+    n = r["n"]
     if n < MIN_SEEDS:
         return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": n},
                 "text": f"{n} paired seed(s): too few to test"}
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
-    p = 0.0 if sd == 0 and mean != 0 else 1.0 if sd == 0 else float(ttest_rel(a[both], b[both]).pvalue)
-    agree = int((np.sign(x) == sign).sum())
-    verdict = ("holds" if p < ALPHA and np.sign(mean) == sign else
-               "fails" if p < ALPHA and np.sign(mean) == -sign else "inconclusive")
-    return {"claim": claim, "test": test, "verdict": verdict,
-            "numbers": {"mean": mean, "sd": sd, "n": n, "p": p, "agree": agree},
-            "text": f"{mean:+.3f} ± {sd:.3f} {unit} over {n} seeds ({agree}/{n} in the claimed direction), "
-                    f"paired t p = {p:.3f}"}
+    agree = r["agree"] if np.sign(r["mean"]) == sign else n - r["agree"]
+    verdict = _verdict(np.sign(r["mean"]) * sign, bool(np.isfinite(r["p"]) and r["p"] < ALPHA))
+    return {"claim": claim, "test": test, "verdict": verdict, "numbers": r | {"agree": agree},
+            "text": f"{r['mean']:+.3f} ± {r['sd']:.3f} {unit} over {n} seeds ({agree}/{n} in the claimed "
+                    f"direction), paired t p = {r['p']:.3f}"}
 
 
 def verdicts(df: pd.DataFrame) -> dict:

@@ -77,9 +77,6 @@ class OasisResult:
     timing: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
 
-    def top(self, n: int) -> list[int]:
-        return self.ranking[:n]
-
 
 def _schedule(opt, steps: int, warmup: float):
     warm = int(steps * warmup)
@@ -130,12 +127,12 @@ def oasis(model, pool_ids: torch.Tensor, task_ids: torch.Tensor, pruner: str, sp
         opt = torch.optim.AdamW([u], lr=P.lr, betas=(0.9, 0.998), eps=1e-8, weight_decay=P.weight_decay)
         sched = _schedule(opt, P.steps, P.warmup)
         trajectory = []
+        emb_dim = model.get_input_embeddings().embedding_dim
         bar = tqdm(range(P.steps), desc=f"oasis ({pruner})", unit="step", disable=not progress)
         for step in bar:
             take = [order[(step * P.batch_size + j) % len(order)] for j in range(P.batch_size)]
             ids = task_ids[take]
             alpha = M.alpha_at(step, P.steps, (P.alpha_start, P.alpha_end))
-            emb_dim = model.get_input_embeddings().embedding_dim
             noise = (torch.rand((*ids.shape, emb_dim), generator=gen) * 2 - 1) * P.noise if P.noise else None
             with torch.enable_grad():  # whatever the caller's grad mode (a notebook's or a test's global switch)
                 p = torch.softmax(u / P.temperature, 0)
