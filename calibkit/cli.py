@@ -264,6 +264,9 @@ def cmd_prune(args) -> int:
     if structured and args.nm:
         raise ConfigError(f"--method {args.method} removes whole heads and neurons: give --sparsity (the fraction "
                           "of the decoder's projection weights to remove), not --nm")
+    if structured and (args.owl or args.offload_activations or args.hessian_precision != "auto"):
+        raise ConfigError(f"--owl, --offload-activations and --hessian-precision are options of the unstructured "
+                          f"pruners, not of --method {args.method}")
     if structured and args.dtype != "float32":
         raise ConfigError(f"--method {args.method} takes gradients in float32: leave --dtype at float32")
     if (structured or METHODS[args.method].needs_calibration) and not args.calib:
@@ -286,7 +289,8 @@ def cmd_prune(args) -> int:
     else:
         report = prune(model, cs, args.method, args.nm or args.sparsity, device=args.device,
                        blocksize=args.blocksize, percdamp=args.percdamp, batch_tokens=args.batch_tokens,
-                       model_name=args.model)
+                       hessian_precision=args.hessian_precision, offload_activations=args.offload_activations,
+                       owl=args.owl, owl_m=args.owl_m, owl_lambda=args.owl_lambda, model_name=args.model)
     if cs is not None and not structured:
         report.calibration.update(file=str(args.calib), spec=cs.meta.get("spec"), seed=cs.meta.get("seed"))
     out = save_pruned(model, tok, args.out, report, overwrite=args.overwrite, inputs=inputs)
@@ -517,6 +521,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SparseGPT dampening fraction (default 0.01)")
     r.add_argument("--batch-tokens", type=_int_at_least(1), default=16384,
                    help="tokens per forward batch (default 16384)")
+    r.add_argument("--hessian-precision", default="auto", choices=["auto", "fp32", "tf32", "bf16"],
+                   help="sparsegpt: precision of the X^T X inputs, accumulated in fp32 (default auto: the model's "
+                        "dtype, exact; tf32/bf16 run on GPU tensor cores, emulated on CPU; README, 'GPU pruning')")
+    r.add_argument("--offload-activations", action="store_true",
+                   help="keep the calibration activations in host memory between layers (GPUs with little memory)")
+    r.add_argument("--owl", action="store_true",
+                   help="OWL: a sparsity per decoder layer from its activation-outlier ratio, averaging --sparsity")
+    r.add_argument("--owl-m", type=_finite_float(0.0, lo_open=True), default=5.0,
+                   help="OWL: outlier = score above M x the layer's mean score (default 5)")
+    r.add_argument("--owl-lambda", type=_finite_float(0.0, lo_open=True), default=0.08,
+                   help="OWL: layer sparsities within --sparsity +- 2 x lambda (default 0.08)")
     r.add_argument("--gamma", type=_finite_float(0.0, lo_open=True), default=3.0,
                    help="nirvana: pruned fraction of MLP neurons / that of KV groups (default 3.0)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing folder that calibkit wrote")

@@ -422,7 +422,7 @@ def test_report_settings_are_the_options_used():
     base = PruneOptions(blocksize=64, recon_tokens=32)
     rep = prune(model, calib_ids(), "sparsegpt", "2:4", options=base, batch_tokens=64, device="cpu", progress=False)
     used = PruneOptions.from_dict(rep.settings)
-    assert used == dataclasses.replace(base, batch_tokens=64, device="cpu", dtype="float32")
+    assert used == dataclasses.replace(base, batch_tokens=64, device="cpu", dtype="float32", hessian_precision="fp32")
     assert rep.settings == dataclasses.asdict(used)
     assert json.loads(json.dumps(rep.to_dict()))["settings"] == rep.settings
     assert rep.method == "sparsegpt" and rep.sparsity == "2:4"
@@ -452,7 +452,7 @@ class CountingPruner:
     def new_stats(self, columns, ctx):
         return {"sequences": torch.zeros((), device=ctx.device), "seqlen": torch.tensor(float(ctx.seqlen))}
 
-    def accumulate(self, stats, x):
+    def accumulate(self, stats, x, ctx):
         assert x.ndim == 2 and x.shape[0] % int(stats["seqlen"]) == 0  # whole sequences of [tokens, columns]
         stats["sequences"] += x.shape[0] // int(stats["seqlen"])
 

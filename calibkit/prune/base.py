@@ -5,7 +5,7 @@ and, for each group,
 
 1. ``stats = method.new_stats(columns, ctx)``: allocate the statistics of that input (named tensors on
    ``ctx.device``; ``{}`` if the method needs none);
-2. ``method.accumulate(stats, x)`` for every calibration batch: ``x`` is the input as the model computed it,
+2. ``method.accumulate(stats, x, ctx)`` for every calibration batch: ``x`` is the input as the model computed it,
    ``[tokens, columns]`` in the model's dtype; a batch holds whole sequences of ``ctx.seqlen`` tokens, in
    calibration order (so statistics per sample can be kept);
 3. ``method.prune_group(weights, stats, ctx) -> Pruned``: the new weights of the group, in its order.
@@ -34,6 +34,7 @@ class PruneContext:
     options: PruneOptions  # resolved: device and dtype are filled in
     device: torch.device  # where the layer, its inputs and the statistics are
     seqlen: int = 0  # tokens per calibration sequence (0: no calibration data)
+    layer: int = -1  # index of the decoder layer being pruned (its sparsity may be the layer's own: OWL)
 
 
 @dataclass
@@ -50,6 +51,6 @@ class Pruner(Protocol):
 
     def new_stats(self, columns: int, ctx: PruneContext) -> Stats: ...
 
-    def accumulate(self, stats: Stats, x: torch.Tensor) -> None: ...
+    def accumulate(self, stats: Stats, x: torch.Tensor, ctx: PruneContext) -> None: ...
 
     def prune_group(self, weights: list[torch.Tensor], stats: Stats | None, ctx: PruneContext) -> Pruned: ...

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .base import PruneContext, Pruner
 from .methods import METHODS
+from .owl import OutlierProbe, layer_sparsities
 from .options import PruneOptions
 from .report import ModuleRecord, PruneReport
 from .sparsity import Sparsity
@@ -99,7 +100,9 @@ def prune_model(model: nn.Module, calibration, method: str | Pruner, sparsity,
     method: a name in ``METHODS`` (or a ``base.Pruner`` object).
     sparsity: a ``Sparsity``, a fraction in [0, 1) or an ``"N:M"`` string.
     options / settings: a ``PruneOptions`` (or dict), and keyword settings that override it: device, blocksize,
-    percdamp, batch_tokens, recon_tokens (see ``PruneOptions``); an unknown name is a ``ConfigError``.
+    percdamp, batch_tokens, recon_tokens, hessian_precision, offload_activations, owl, owl_m, owl_lambda (see
+    ``PruneOptions``); an unknown name is a ``ConfigError``. With ``owl`` a dense pass first measures the layers'
+    outlier ratios (``owl.OutlierProbe``) and each layer gets its own sparsity (``owl.layer_sparsities``).
     """
     pruner = _method(method)
     sp = Sparsity.parse(sparsity)
@@ -110,6 +113,10 @@ def prune_model(model: nn.Module, calibration, method: str | Pruner, sparsity,
         for name, lin in layer_linears(layer).items():
             sp.check_columns(lin.in_features, f"{layers_name}.{i}.{name}")
             check_finite(lin.weight.data, f"{layers_name}.{i}.{name}", "before pruning (nothing was changed)")
+    if options.owl and sp.is_nm:
+        raise ConfigError(f"OWL sets an unstructured sparsity per layer; it does not apply to {sp}")
+    if options.owl and ids is None:
+        raise ConfigError("OWL needs calibration data: it measures the layers' activation outliers")
     options = options.resolved(model)
     report = PruneReport.start(model, model_name, pruner.name, sp, ids, asdict(options))
     ctx = PruneContext(sp, options, torch.device(options.device), int(ids.shape[1]) if ids is not None else 0)
@@ -119,11 +126,29 @@ def prune_model(model: nn.Module, calibration, method: str | Pruner, sparsity,
     model.eval()
     try:
         with torch.no_grad():
+            if options.owl:
+                run.layer_sparsity = _owl(model, run, ids)
             _run(model, run, ids)
     finally:
         model.train(was_training)
     report.finish(model, time.perf_counter() - t_start)
     return report
+
+
+def _owl(model, run: _Run, ids: torch.Tensor) -> list[Sparsity]:
+    """One dense pass of the engine with ``OutlierProbe`` (weights unchanged), then OWL's layer sparsities; both
+    go into the report (``report.layers``), the pass's time into ``timing["owl"]``."""
+    t0 = time.perf_counter()
+    options = run.ctx.options
+    probe = OutlierProbe(options.owl_m)
+    ctx = replace(run.ctx, options=replace(options, recon_tokens=0))
+    scratch = PruneReport.start(model, None, probe.name, run.ctx.sparsity, ids, {})
+    _run(model, _Run(probe, ctx, run.layers_name, run.layers, scratch, run.progress), ids)
+    ratios = probe.finish()
+    targets = layer_sparsities(ratios, run.ctx.sparsity.fraction, options.owl_lambda)
+    run.report.layers = [{"layer": i, "outlier_ratio": r, "sparsity": s} for i, (r, s) in enumerate(zip(ratios, targets))]
+    run.report.timing["owl"] = time.perf_counter() - t0
+    return [Sparsity.unstructured(s) for s in targets]
 
 
 @dataclass
@@ -135,14 +160,27 @@ class _Run:
     layers: nn.ModuleList
     report: PruneReport
     progress: bool
+    layer_sparsity: list[Sparsity] | None = None  # one per decoder layer (OWL); None: ctx.sparsity everywhere
 
 
 @dataclass
 class _Activations:
-    """The current layer's inputs and keyword arguments per batch, and the token rows sampled for recon errors."""
+    """The current layer's inputs and keyword arguments per batch, and the token rows sampled for recon errors.
+    ``offload``: the inputs live in (pinned) host memory and visit the device one batch at a time."""
     inputs: list
     kwargs: list
     recon_rows: torch.Tensor | None
+    offload: bool = False
+
+    def batch(self, b: int, device: torch.device) -> torch.Tensor:
+        return self.inputs[b].to(device, non_blocking=True) if self.offload else self.inputs[b]
+
+    def keep(self, b: int, out: torch.Tensor) -> None:
+        """The layer's output for batch ``b`` becomes the next layer's input (in place in host memory)."""
+        if self.offload:
+            self.inputs[b].copy_(out, non_blocking=True)
+        else:
+            self.inputs[b] = out
 
 
 class _Input:
@@ -153,13 +191,13 @@ class _Input:
         self.recon_rows = recon_rows
         self.samples: list[torch.Tensor] = []
 
-    def add(self, method: Pruner, x: torch.Tensor, offset: int) -> None:
+    def add(self, method: Pruner, x: torch.Tensor, offset: int, ctx: PruneContext) -> None:
         x = x.reshape(-1, x.shape[-1])
         if self.recon_rows is not None:
             sel = self.recon_rows[(self.recon_rows >= offset) & (self.recon_rows < offset + len(x))] - offset
             if len(sel):
                 self.samples.append(x[sel.to(x.device)].float())
-        method.accumulate(self.stats, x)
+        method.accumulate(self.stats, x, ctx)
 
     def check(self, where: str) -> None:
         for t in (self.stats or {}).values():
@@ -232,9 +270,12 @@ def _start(model, run: _Run, ids: torch.Tensor) -> _Activations:
     finally:
         for m in outer:
             m.to(home)
+    offload = options.offload_activations
+    if offload:  # pinned: the copies to and from a CUDA device can run asynchronously (on the CPU: a no-op)
+        inputs = [x.cpu().pin_memory() if device.type == "cuda" else x.cpu() for x in inputs]
     _sync(device)
     run.report.timing["capture"] += time.perf_counter() - t0
-    return _Activations(inputs, kwargs, recon_rows)
+    return _Activations(inputs, kwargs, recon_rows, offload)
 
 
 def _run(model, run: _Run, ids: torch.Tensor | None) -> None:
@@ -247,33 +288,35 @@ def _run(model, run: _Run, ids: torch.Tensor | None) -> None:
     for i, layer in enumerate(tqdm(run.layers, desc=f"{run.method.name} {run.ctx.sparsity}", unit="layer",
                                    disable=not run.progress)):
         prefix = f"{run.layers_name}.{i}"
+        ctx = replace(run.ctx, layer=i, sparsity=run.layer_sparsity[i] if run.layer_sparsity else run.ctx.sparsity)
         layer.to(device)
         linears = layer_linears(layer)
-        groups = (_collect(run, layer, linears, acts, prefix) if forwards
+        groups = (_collect(run, ctx, layer, linears, acts, prefix) if forwards
                   else [([name], _Input(None, None)) for name in linears])
         t0 = time.perf_counter()
         for names, inp in groups:
-            _prune_group(run, prefix, names, [linears[n] for n in names], inp)
+            _prune_group(run, ctx, prefix, names, [linears[n] for n in names], inp)
         _sync(device)
         timing["solve"] += time.perf_counter() - t0
         del groups
         if forwards:
             t0 = time.perf_counter()
             if i + 1 < len(run.layers):  # the last layer's outputs are not needed
-                for b, (x, kw) in enumerate(zip(acts.inputs, acts.kwargs)):
-                    out = _first_tensor(layer(x, **kw))
+                for b, kw in enumerate(acts.kwargs):
+                    out = _first_tensor(layer(acts.batch(b, device), **kw))
                     if not torch.isfinite(out.sum()):  # one reduction: NaN/inf anywhere makes the sum non-finite
                         raise PruneError(f"non-finite (NaN/inf) activations at the output of {prefix} after pruning")
-                    acts.inputs[b] = out
+                    acts.keep(b, out)
             _sync(device)
             timing["forward"] += time.perf_counter() - t0
         layer.to(home)
 
 
-def _collect(run: _Run, layer, linears, acts: _Activations, prefix: str) -> list[tuple[list[str], _Input]]:
+def _collect(run: _Run, ctx: PruneContext, layer, linears, acts: _Activations,
+             prefix: str) -> list[tuple[list[str], _Input]]:
     """One statistics pass over the calibration batches. Linears fed by the same tensor form a group; after the
     first batch the pass stops at the last group's input (nothing after it is needed)."""
-    method, ctx = run.method, run.ctx
+    method = run.method
     stats: dict[str, _Input] = {}
     seen: dict[int, tuple] = {}  # id(input) -> (first Linear that read it, the tensor: kept so ids stay unique)
     groups: dict[str, list[str]] = {}
@@ -293,7 +336,7 @@ def _collect(run: _Run, layer, linears, acts: _Activations, prefix: str) -> list
             elif name not in stats:
                 return
             t0 = time.perf_counter()
-            stats[name].add(method, x.detach(), state["offset"])
+            stats[name].add(method, x.detach(), state["offset"], ctx)
             _sync(ctx.device)
             state["stat_time"] += time.perf_counter() - t0
             if not state["first"] and name == order[-1]:
@@ -302,7 +345,8 @@ def _collect(run: _Run, layer, linears, acts: _Activations, prefix: str) -> list
 
     t0 = time.perf_counter()
     with _hooks([m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]):
-        for x, kw in zip(acts.inputs, acts.kwargs):
+        for b, kw in enumerate(acts.kwargs):
+            x = acts.batch(b, ctx.device)
             try:
                 layer(x, **kw)
             except _Stop:
@@ -320,11 +364,12 @@ def _collect(run: _Run, layer, linears, acts: _Activations, prefix: str) -> list
     return [(groups[lead], stats[lead]) for lead in order]
 
 
-def _prune_group(run: _Run, prefix: str, names: list[str], mods: list[nn.Linear], inp: _Input) -> None:
+def _prune_group(run: _Run, ctx: PruneContext, prefix: str, names: list[str], mods: list[nn.Linear],
+                 inp: _Input) -> None:
     """Prune one group with the method, write the new weights back, record them."""
     inp.check(f"{prefix}.{names[0]}")
     originals = [m.weight.data.clone() for m in mods] if inp.samples else None
-    res = run.method.prune_group([m.weight.data for m in mods], inp.stats, run.ctx)
+    res = run.method.prune_group([m.weight.data for m in mods], inp.stats, ctx)
     if len(res.weights) != len(mods):
         raise PruneError(f"{prefix}: {run.method.name} returned {len(res.weights)} weights for {len(mods)} modules")
     for k, (name, mod, w) in enumerate(zip(names, mods, res.weights)):

@@ -29,7 +29,7 @@ class Magnitude:
     def new_stats(self, columns: int, ctx: PruneContext) -> Stats:
         return {}
 
-    def accumulate(self, stats: Stats, x: torch.Tensor) -> None:
+    def accumulate(self, stats: Stats, x: torch.Tensor, ctx: PruneContext) -> None:
         pass
 
     def prune_group(self, weights: list[torch.Tensor], stats: Stats | None, ctx: PruneContext) -> Pruned:

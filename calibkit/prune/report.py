@@ -38,6 +38,7 @@ class PruneReport:
     modules: list[ModuleRecord] = field(default_factory=list)
     timing: dict = field(default_factory=lambda: {p: 0.0 for p in PHASES} | {"total": 0.0})
     warnings: list[str] = field(default_factory=list)
+    layers: list[dict] | None = None  # OWL: per decoder layer its outlier ratio and target sparsity
     totals: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)  # calibkit.environment.describe(): packages, CPU, threads, device

@@ -11,26 +11,35 @@ matrix product per sub-block: the same arithmetic as the paper's lazy batch upda
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from .base import PruneContext, Pruned, Stats
+from .precision import gram, tf32_matmul
 from .sparsity import Sparsity, _lowest
 
 MAX_DAMP_TRIES = 8
 SUBBLOCK = 16  # inner blocking of the lazy updates (speed only; the result is the same)
 
 
-def accumulate_lower(H: torch.Tensor, x: torch.Tensor, blocks: int = 4) -> None:
+def accumulate_lower(H: torch.Tensor, x: torch.Tensor, blocks: int = 4, precision: str = "fp32") -> None:
     """H += x^T x on the block lower triangle only (column blocks), ~5/8 of the full product's work; the upper
-    blocks of H are left stale. The symmetric matrix is ``hessian_from_lower(H)``."""
+    blocks of H are left stale. The symmetric matrix is ``hessian_from_lower(H)``. ``precision``: see ``gram``
+    (``fp32`` accumulates in place, the others through a float32 product per block)."""
     cols = x.shape[1]
     edges = [round(i * cols / blocks) for i in range(blocks + 1)]
+    if precision == "fp32":
+        x = x.float()
+        with tf32_matmul(False) if x.device.type == "cuda" else nullcontext():
+            for a, b in zip(edges[:-1], edges[1:]):
+                if b > a:
+                    H[a:, a:b].addmm_(x[:, a:].t(), x[:, a:b])
+        return
     for a, b in zip(edges[:-1], edges[1:]):
         if b > a:
-            H[a:, a:b].addmm_(x[:, a:].t(), x[:, a:b])
+            H[a:, a:b] += gram(x[:, a:], x[:, a:b], precision)
 
 
 def hessian_from_lower(H: torch.Tensor) -> torch.Tensor:
@@ -195,8 +204,8 @@ class SparseGPT:
     def new_stats(self, columns: int, ctx: PruneContext) -> Stats:
         return {"hessian": torch.zeros(columns, columns, device=ctx.device)}  # lower triangle only
 
-    def accumulate(self, stats: Stats, x: torch.Tensor) -> None:
-        accumulate_lower(stats["hessian"], x.float())
+    def accumulate(self, stats: Stats, x: torch.Tensor, ctx: PruneContext) -> None:
+        accumulate_lower(stats["hessian"], x, precision=ctx.options.hessian_precision)
 
     def prune_group(self, weights: list[torch.Tensor], stats: Stats | None, ctx: PruneContext) -> Pruned:
         res = sparsegpt_prune_many(weights, hessian_from_lower(stats["hessian"]), ctx.sparsity,

@@ -42,7 +42,7 @@ class Wanda:
     def new_stats(self, columns: int, ctx: PruneContext) -> Stats:
         return {"sq_norms": torch.zeros(columns, device=ctx.device)}
 
-    def accumulate(self, stats: Stats, x: torch.Tensor) -> None:
+    def accumulate(self, stats: Stats, x: torch.Tensor, ctx: PruneContext) -> None:
         accumulate_sq_norms(stats["sq_norms"], x)
 
     def prune_group(self, weights: list[torch.Tensor], stats: Stats | None, ctx: PruneContext) -> Pruned:

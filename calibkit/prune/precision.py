@@ -1,0 +1,73 @@
+"""At what precision SparseGPT's X^T X reads its inputs (``PruneOptions.hessian_precision``).
+
+The products are always accumulated in float32. ``fp32`` is exact; ``tf32`` rounds float32 inputs to a 10-bit
+mantissa; ``bf16``/``fp16`` read them in that dtype -- exact for a model that computes in it, since its activations
+already are bf16/fp16. On CUDA the reduced precisions run on tensor cores (TF32 GEMMs; bf16/fp16 GEMMs with a float32
+result, ``torch.mm(..., out_dtype=float32)``), where the Hessian of an 8B model's down_proj is ~1e14 FLOP per layer; on
+the CPU they are emulated (inputs rounded, float32 GEMM): the same numbers, no speed-up, so that their effect on the
+mask can be measured anywhere (tests/test_precision.py).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # PruneOptions.hessian_precision; "auto" resolves per model dtype
+
+
+def resolve_precision(precision: str, model_dtype: torch.dtype) -> str:
+    """``auto``: the inputs as the model computes them (bf16/fp16 models: ``bf16``/``fp16``, exact, since the
+    activations already are in that dtype); fp32 models: ``fp32``. Other values pass through."""
+    if precision != "auto":
+        return precision
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(model_dtype, "fp32")
+
+
+def round_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 values rounded to TF32's 10-bit mantissa (to nearest, ties away from zero), as tensor cores read
+    them: the CPU emulation of a TF32 product is ``round_tf32(a) @ round_tf32(b)`` in float32."""
+    bits = x.float().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+@contextmanager
+def tf32_matmul(enabled: bool):
+    """TF32 for CUDA float32 GEMMs on (or off) inside the block, whatever the process-wide setting."""
+    matmul = torch.backends.cuda.matmul
+    if getattr(matmul, "fp32_precision", "none") != "none":
+        before = matmul.fp32_precision
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = before
+        return
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = before
+
+
+def gram(a: torch.Tensor, b: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """a^T b in float32, with a and b read at ``precision`` and the products accumulated in float32:
+    ``fp32`` exact inputs (TF32 off); ``tf32`` inputs rounded to TF32; ``bf16``/``fp16`` inputs in that dtype.
+    On CUDA the reduced precisions run on tensor cores (TF32 GEMM; bf16/fp16 GEMM with a float32 result); on the
+    CPU they are emulated (inputs rounded, float32 GEMM): the same numbers, no speed-up."""
+    cuda = a.device.type == "cuda"
+    if precision == "fp32":
+        with tf32_matmul(False) if cuda else nullcontext():
+            return a.float().t() @ b.float()
+    if precision == "tf32":
+        if cuda:
+            with tf32_matmul(True):
+                return a.float().t() @ b.float()
+        return round_tf32(a).t() @ round_tf32(b)
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        if cuda:
+            return torch.mm(a.to(dtype).t(), b.to(dtype), out_dtype=torch.float32)
+        return a.to(dtype).float().t() @ b.to(dtype).float()
+    raise ValueError(f"unknown Hessian precision {precision!r}; choose from fp32, tf32, bf16, fp16")
