@@ -51,23 +51,26 @@ def tf32_matmul(enabled: bool):
         matmul.allow_tf32 = before
 
 
-def gram(a: torch.Tensor, b: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """a^T b in float32, with a and b read at ``precision`` and the products accumulated in float32:
-    ``fp32`` exact inputs (TF32 off); ``tf32`` inputs rounded to TF32; ``bf16``/``fp16`` inputs in that dtype.
-    On CUDA the reduced precisions run on tensor cores (TF32 GEMM; bf16/fp16 GEMM with a float32 result); on the
-    CPU they are emulated (inputs rounded, float32 GEMM): the same numbers, no speed-up."""
-    cuda = a.device.type == "cuda"
+def read_as(x: torch.Tensor, precision: str) -> torch.Tensor:
+    """``x`` in float32 holding the values a GEMM at ``precision`` reads (the CPU emulation of its inputs)."""
     if precision == "fp32":
-        with tf32_matmul(False) if cuda else nullcontext():
-            return a.float().t() @ b.float()
+        return x.float()
     if precision == "tf32":
-        if cuda:
-            with tf32_matmul(True):
-                return a.float().t() @ b.float()
-        return round_tf32(a).t() @ round_tf32(b)
+        return round_tf32(x)
     if precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        if cuda:
-            return torch.mm(a.to(dtype).t(), b.to(dtype), out_dtype=torch.float32)
-        return a.to(dtype).float().t() @ b.to(dtype).float()
+        return x.to(torch.bfloat16 if precision == "bf16" else torch.float16).float()
     raise ValueError(f"unknown Hessian precision {precision!r}; choose from fp32, tf32, bf16, fp16")
+
+
+def gram(a: torch.Tensor, b: torch.Tensor, precision: str = "fp32", out: torch.Tensor | None = None) -> torch.Tensor:
+    """a^T b in float32 (added into ``out`` when given), with a and b read at ``precision`` and the products
+    accumulated in float32. On CUDA ``tf32``/``bf16``/``fp16`` run on tensor cores (TF32 GEMM; bf16/fp16 GEMM with a
+    float32 result); ``fp32`` runs with TF32 off. Elsewhere the inputs are rounded (``read_as``) and one float32
+    GEMM follows: the same numbers, no speed-up, and bit-identical to ``fp32`` for inputs already in that dtype."""
+    if a.device.type == "cuda" and precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        prod = torch.mm(a.to(dtype).t(), b.to(dtype), out_dtype=torch.float32)
+        return prod if out is None else out.add_(prod)
+    a, b = read_as(a, precision), read_as(b, precision)
+    with tf32_matmul(precision == "tf32") if a.device.type == "cuda" else nullcontext():
+        return a.t() @ b if out is None else out.addmm_(a.t(), b)

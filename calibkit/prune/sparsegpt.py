@@ -11,13 +11,13 @@ matrix product per sub-block: the same arithmetic as the paper's lazy batch upda
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
 from .base import PruneContext, Pruned, Stats
-from .precision import gram, tf32_matmul
+from .precision import gram, read_as
 from .sparsity import Sparsity, _lowest
 
 MAX_DAMP_TRIES = 8
@@ -26,20 +26,16 @@ SUBBLOCK = 16  # inner blocking of the lazy updates (speed only; the result is t
 
 def accumulate_lower(H: torch.Tensor, x: torch.Tensor, blocks: int = 4, precision: str = "fp32") -> None:
     """H += x^T x on the block lower triangle only (column blocks), ~5/8 of the full product's work; the upper
-    blocks of H are left stale. The symmetric matrix is ``hessian_from_lower(H)``. ``precision``: see ``gram``
-    (``fp32`` accumulates in place, the others through a float32 product per block)."""
+    blocks of H are left stale. The symmetric matrix is ``hessian_from_lower(H)``. ``precision``: how the GEMMs
+    read x (``precision.gram``; float32 accumulation always)."""
     cols = x.shape[1]
     edges = [round(i * cols / blocks) for i in range(blocks + 1)]
-    if precision == "fp32":
-        x = x.float()
-        with tf32_matmul(False) if x.device.type == "cuda" else nullcontext():
-            for a, b in zip(edges[:-1], edges[1:]):
-                if b > a:
-                    H[a:, a:b].addmm_(x[:, a:].t(), x[:, a:b])
-        return
+    if x.device.type != "cuda" or precision == "fp32":
+        x = read_as(x, precision)  # once, not per block
+        precision = "fp32" if x.device.type != "cuda" else precision
     for a, b in zip(edges[:-1], edges[1:]):
         if b > a:
-            H[a:, a:b] += gram(x[:, a:], x[:, a:b], precision)
+            gram(x[:, a:], x[:, a:b], precision, out=H[a:, a:b])
 
 
 def hessian_from_lower(H: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,37 @@
+"""The GPU benchmark (bench/prune_gpu.py) runs at reduced width on the CPU: same weights for every tool, the
+final-hidden-state error per run, calibkit's phases and a summary line; a tool that cannot run says why."""
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "prune_gpu.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("prune_gpu", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_bench_at_reduced_width_on_cpu(tmp_path, capsys):
+    bench = load_bench()
+    config = bench.llama31_8b_config(2, 32)
+    a, b = bench.random_model(config, 0), bench.random_model(config, 0)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # every tool gets these weights
+    out = tmp_path / "bench.json"
+    assert bench.main(["--layers", "2", "--scale", "32", "--nsamples", "4", "--seqlen", "32", "--device", "cpu",
+                       "--tools", "calibkit,ist", "--precisions", "auto,fp32,tf32", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    ours = [r for r in rows if r["tool"] == "calibkit"]
+    assert [(r["method"], r["precision"]) for r in ours] == [("sparsegpt", "auto"), ("sparsegpt", "fp32"),
+                                                             ("sparsegpt", "tf32"), ("wanda", None)]
+    assert all(r["wall_s"] > 0 and 0 < r["hidden_error"] < 1 and r["phases"]["solve"] > 0 for r in ours)
+    by = {r["precision"]: r["hidden_error"] for r in ours if r["method"] == "sparsegpt"}
+    assert by["auto"] == by["fp32"]  # bf16 weights: auto reads the bf16 activations exactly
+    assert [r["skipped"].split(":")[0] for r in rows if r["tool"] == "ist"] == \
+        ["give --ist-sparsegpt PATH", "the IST-DASLab class implements SparseGPT only"]
+    text = capsys.readouterr().out
+    assert "sparsegpt ist: skipped: give --ist-sparsegpt PATH" in text and "summary: sparsegpt calibkit" in text
