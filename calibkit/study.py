@@ -48,25 +48,20 @@ class Study:
         mine = [k in keys for k in zip(df["calibration"], df["n"], df["seqlen"], df["seed"])]
         return df[mine].reset_index(drop=True)
 
-    def _keys(self, prefixes: tuple[str, ...]) -> set[str]:
-        """Run keys of the groups whose names start with one of ``prefixes``."""
-        groups = [g for g in self.profile["experiments"] if g.startswith(prefixes)]
-        return {c.key for c in self.configs(groups)} if groups else set()
-
-    def _table(self, oasis: bool, prefixes: tuple[str, ...] = OASIS_GROUPS):
-        """OASIS's runs (keys of its groups with those prefixes), or every other run in the store (the capability
-        study's)."""
+    def _table(self, groups: list[str]):
+        """The store's finished runs whose keys belong to ``groups`` (a record no group of the profile names, e.g.
+        one left by an edited profile, is in no table)."""
         df = sweep.results_table(self.store)
-        if not len(df):
-            return df
-        if not oasis:
-            mine = df["key"].isin(self._keys(OASIS_GROUPS)) | (df["kind"] == "samples")
-            return df[~mine].reset_index(drop=True)
-        return df[df["key"].isin(self._keys(prefixes))].reset_index(drop=True)
+        if not len(df) or not groups:
+            return df.iloc[:0]
+        return df[df["key"].isin({c.key for c in self.configs(groups)})].reset_index(drop=True)
+
+    def _oasis(self, prefix: str):
+        return self._table([g for g in self.profile["experiments"] if g.startswith(prefix)])
 
     def results(self):
-        """One row per finished run in the store, OASIS's per-sample and macro prunes apart (notebooks 01-05)."""
-        return self._table(oasis=False)
+        """One row per finished run of the capability study's groups (notebooks 01-05)."""
+        return self._table(self.capability_groups())
 
     def sample_results(self, metric: str = "score_ck_ptb_ppl"):
         """The per-sample prunes (calibration sets of chosen samples), as ``calibkit.samples`` reads them: one row
@@ -74,7 +69,7 @@ class Study:
         ``sparsity`` and ``ppl`` (the post-pruning perplexity ``metric`` of its record)."""
         from .spec import parse
 
-        d = self._table(oasis=True, prefixes=("samples",))
+        d = self._oasis("samples")
         d = d[d["kind"] == "samples"].copy() if len(d) else d
         if not len(d):
             import pandas as pd
@@ -89,13 +84,13 @@ class Study:
     def macro_results(self, metric: str = "score_ck_ptb_ppl"):
         """OASIS's macro view (Figure 2 form): the whole-set prunes of the ``macro*`` groups, one row per run with
         ``ppl`` = the post-pruning perplexity ``metric`` (set size ``n``, ``seqlen``, ``label``, ``seed``)."""
-        d = self._table(oasis=True, prefixes=("macro",))
+        d = self._oasis("macro")
         return d.rename(columns={metric: "ppl"}).reset_index(drop=True) if metric in d else d
 
     def selection_results(self):
         """OASIS's selection experiments (Tables 1, 2 and 4 form): the runs of the ``selection*`` groups, one row per
         run with ``selector`` (random, entropy, synthetic, oasis) next to the method, seed and scores."""
-        d = self._table(oasis=True, prefixes=("selection",))
+        d = self._oasis("selection")
         if len(d):
             d = d.copy()
             d["selector"] = d["calibration"].map(lambda c: c.split(":")[1] if c.startswith("select:") else c)

@@ -259,3 +259,5 @@ def test_per_sample_sweep_records_structured_and_unstructured_prunes(tmp_path):
     macro = st.macro_results()
     assert sorted(macro["n"]) == [2, 3] and (macro["ppl"] > 1).all() and set(macro["label"]) == {"ptb"}
     assert len(st.results()) == 0  # the capability-study tables never see OASIS's groups
+    edited = prof | {"experiments": {k: v for k, v in prof["experiments"].items() if k != "macro_wanda"}}
+    assert len(Study(edited, "s", tmp_path / "store", None, "0.5", None).results()) == 0  # stray records: no table
