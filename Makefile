@@ -10,7 +10,7 @@ TORCH_SPEC ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 DATA_DIR  ?= $(abspath $(wildcard ../shared/data))
 STAMP     := $(BIN)/.calibkit-installed
 
-.PHONY: setup lock assets model sandbox-tool browser-tool test lab figures study reproduce demo bench clean-venv
+.PHONY: setup lock assets model sandbox-tool browser-tool test lab figures study reproduce demo bench bench-gpu clean-venv
 
 # Every package but torch is pinned by requirements.lock (a constraints file: `make lock` refreshes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -81,6 +81,17 @@ $(BENCH_VENV)/bin/.installed: pyproject.toml
 
 bench: model $(BENCH_VENV)/bin/.installed
 	$(BENCH_VENV)/bin/python bench/prune_bench.py --json reports/bench/prune_bench.json $(BENCH_ARGS)
+
+# GPU side by side (bench/prune_gpu.py) in the same environment as `make bench`: an 8B-shaped model with random bf16
+# weights, calibkit vs llm-compressor vs the IST-DASLab SparseGPT class (IST_SPARSEGPT=path/to/sparsegpt.py, optional),
+# GPU_LAYERS decoder layers side by side, then all 32 with calibkit alone. On a CPU: GPU_ARGS="--scale 32 --device cpu".
+GPU_LAYERS    ?= 4
+IST_SPARSEGPT ?=
+GPU_ARGS      ?=
+bench-gpu: $(BENCH_VENV)/bin/.installed
+	$(BENCH_VENV)/bin/python bench/prune_gpu.py --layers $(GPU_LAYERS) $(if $(IST_SPARSEGPT),--ist-sparsegpt $(IST_SPARSEGPT)) \
+	  --profile --json reports/bench/prune_gpu.json $(GPU_ARGS)
+	$(BENCH_VENV)/bin/python bench/prune_gpu.py --layers 32 --tools calibkit --json reports/bench/prune_gpu_32.json $(GPU_ARGS)
 
 # The study. Its run records live in results/<PROFILE>/ (results/embedded/ is committed); reports/ (PROFILE=embedded)
 # or reports/<PROFILE>/ are generated from them by notebooks 01-07 (papermill).
