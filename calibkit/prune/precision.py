@@ -13,7 +13,10 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # PruneOptions.hessian_precision; "auto" resolves per model dtype
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+# torch.mm(..., out_dtype=float32) for bf16/fp16 inputs on CUDA came with torch 2.8; before it, the same values are
+# upcast and multiplied in fp32 (the same numbers up to summation order, without the tensor-core speed-up)
+MM_OUT_DTYPE = torch.torch_version.TorchVersion(torch.__version__) >= "2.8"  # PruneOptions.hessian_precision; "auto" resolves per model dtype
 
 
 def resolve_precision(precision: str, model_dtype: torch.dtype) -> str:
@@ -67,7 +70,7 @@ def gram(a: torch.Tensor, b: torch.Tensor, precision: str = "fp32", out: torch.T
     accumulated in float32. On CUDA ``tf32``/``bf16``/``fp16`` run on tensor cores (TF32 GEMM; bf16/fp16 GEMM with a
     float32 result); ``fp32`` runs with TF32 off. Elsewhere the inputs are rounded (``read_as``) and one float32
     GEMM follows: the same numbers, no speed-up, and bit-identical to ``fp32`` for inputs already in that dtype."""
-    if a.device.type == "cuda" and precision in ("bf16", "fp16"):
+    if a.device.type == "cuda" and precision in ("bf16", "fp16") and MM_OUT_DTYPE:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         prod = torch.mm(a.to(dtype).t(), b.to(dtype), out_dtype=torch.float32)
         return prod if out is None else out.add_(prod)
