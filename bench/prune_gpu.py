@@ -15,7 +15,8 @@ Tools: ``calibkit`` (its ``hessian_precision`` given by ``--precisions``, each a
 ``llm-compressor`` (installed in the environment: ``make bench-gpu`` uses .venv-bench), ``ist`` (SparseGPT only:
 the ``sparsegpt.py`` of github.com/IST-DASLab/sparsegpt, found through ``--ist-sparsegpt PATH``; its class is
 driven layer by layer as that repository's paper driver does: one sequence per forward, hooks on every Linear).
-A tool that cannot run here (not installed, no file) is reported as skipped with the reason, not left out silently.
+A tool that cannot run here (not installed, no file) is reported as skipped with the reason (``skip_reason``, checked
+before a model is built for it), not left out silently.
 ``--profile`` adds the torch profiler's top operators of calibkit's first run.
 """
 from __future__ import annotations
@@ -32,10 +33,6 @@ import torch
 
 from calibkit.prune import decoder_layers, layer_linears, prune
 from calibkit.prune.quality import final_hidden, relative_error
-
-
-class Skip(Exception):
-    """A tool that cannot run in this environment (the reason is printed)."""
 
 
 def llama31_8b_config(layers: int, scale: int):
@@ -71,11 +68,8 @@ def run_calibkit(model, calib, method, sparsity, device, args, precision="auto")
 
 
 def run_llmcompressor(model, calib, method, sparsity, device, args, precision=None):
-    try:
-        from llmcompressor import oneshot
-        from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
-    except ImportError:
-        raise Skip("llm-compressor is not installed here (make bench-gpu runs in .venv-bench)") from None
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.pruning import SparseGPTModifier, WandaPruningModifier
     from calibkit.data.calibration import CalibrationSet
 
     targets = ["re:.*self_attn\\.(q|k|v|o)_proj$", "re:.*mlp\\.(gate|up|down)_proj$"]
@@ -86,10 +80,7 @@ def run_llmcompressor(model, calib, method, sparsity, device, args, precision=No
             max_seq_length=calib.shape[1], shuffle_calibration_samples=False)
 
 
-def _ist_module(path: str | None):
-    if not path or not Path(path).is_file():
-        raise Skip("give --ist-sparsegpt PATH: the sparsegpt.py of github.com/IST-DASLab/sparsegpt (with its quant.py "
-                   "beside it)")
+def _ist_module(path: str):
     sys.path.insert(0, str(Path(path).parent))  # it imports its quant.py
     spec = importlib.util.spec_from_file_location("ist_sparsegpt", path)
     mod = importlib.util.module_from_spec(spec)
@@ -118,8 +109,6 @@ def _first(out):
 def run_ist(model, calib, method, sparsity, device, args, precision=None):
     """The paper's sequential driver around the IST-DASLab class: inputs of layer 0 caught once, then per layer a
     ``SparseGPT`` object per Linear fed by forward hooks, one sequence at a time, ``fasterprune``, recompute."""
-    if method != "sparsegpt":
-        raise Skip("the IST-DASLab class implements SparseGPT only")
     ist = _ist_module(args.ist_sparsegpt)
     _, layers = decoder_layers(model)
     caught = []
@@ -180,26 +169,38 @@ def _reset(device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def skip_reason(tool, method, args) -> str | None:
+    """Why ``tool`` cannot run ``method`` here (checked before an 8B model is built for it), or None."""
+    if tool == "ist":
+        if method != "sparsegpt":
+            return "the IST-DASLab class implements SparseGPT only"
+        if not args.ist_sparsegpt or not Path(args.ist_sparsegpt).is_file():
+            return ("give --ist-sparsegpt PATH: the sparsegpt.py of github.com/IST-DASLab/sparsegpt (with its "
+                    "quant.py beside it)")
+    if tool == "llm-compressor" and importlib.util.find_spec("llmcompressor") is None:
+        return "llm-compressor is not installed here (make bench-gpu runs in .venv-bench)"
+    return None
+
+
 def measure(tool, method, config, calib, held, dense, args, precision=None) -> dict:
     row = {"tool": tool, "method": method, "precision": precision}
+    if (why := skip_reason(tool, method, args)) is not None:
+        return row | {"skipped": why}
     model = random_model(config, args.seed)
     _reset(args.device)
     prof = None
-    try:
-        t0 = time.perf_counter()
-        if args.profile and tool == "calibkit" and not args._profiled:
-            args._profiled = True
-            acts = [torch.profiler.ProfilerActivity.CPU] + (
-                [torch.profiler.ProfilerActivity.CUDA] if torch.device(args.device).type == "cuda" else [])
-            with torch.profiler.profile(activities=acts) as prof:
-                rep = TOOLS[tool](model, calib, method, args.sparsity, args.device, args, precision)
-        else:
+    t0 = time.perf_counter()
+    if args.profile and tool == "calibkit" and not args._profiled:
+        args._profiled = True
+        acts = [torch.profiler.ProfilerActivity.CPU] + (
+            [torch.profiler.ProfilerActivity.CUDA] if torch.device(args.device).type == "cuda" else [])
+        with torch.profiler.profile(activities=acts) as prof:
             rep = TOOLS[tool](model, calib, method, args.sparsity, args.device, args, precision)
-        if torch.device(args.device).type == "cuda":
-            torch.cuda.synchronize()
-        row["wall_s"] = time.perf_counter() - t0
-    except Skip as e:
-        return row | {"skipped": str(e)}
+    else:
+        rep = TOOLS[tool](model, calib, method, args.sparsity, args.device, args, precision)
+    if torch.device(args.device).type == "cuda":
+        torch.cuda.synchronize()
+    row["wall_s"] = time.perf_counter() - t0
     row["peak_gpu_gib"] = _peak(args.device)
     row["hidden_error"] = relative_error(final_hidden(model, held, args.device), dense)
     if tool == "calibkit":
