@@ -91,7 +91,7 @@ GPU_ARGS      ?=
 bench-gpu: $(BENCH_VENV)/bin/.installed
 	$(BENCH_VENV)/bin/python bench/prune_gpu.py --layers $(GPU_LAYERS) $(if $(IST_SPARSEGPT),--ist-sparsegpt $(IST_SPARSEGPT)) \
 	  --profile --json reports/bench/prune_gpu.json $(GPU_ARGS)
-	$(BENCH_VENV)/bin/python bench/prune_gpu.py --layers 32 --tools calibkit --json reports/bench/prune_gpu_32.json $(GPU_ARGS)
+	$(BENCH_VENV)/bin/python bench/prune_gpu.py --layers 32 --tools calibkit --precisions auto --json reports/bench/prune_gpu_32.json $(GPU_ARGS)
 
 # The study. Its run records live in results/<PROFILE>/ (results/embedded/ is committed); reports/ (PROFILE=embedded)
 # or reports/<PROFILE>/ are generated from them by notebooks 01-07 (papermill).
