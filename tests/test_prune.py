@@ -503,3 +503,17 @@ def test_a_method_returning_bad_weights_is_stopped():
     model = tiny_model("tiny-llama", seed=0)
     with pytest.raises(PruneError, match=r"q_proj: counting returned a \(1, 64\) weight"):
         prune(model, calib_ids(), Broken(), 0.5, progress=False)
+
+
+def test_check_finite_one_sum_fast_path_keeps_the_full_check():
+    big = torch.full((64, 64), 60000.0, dtype=torch.float16)  # every entry finite, the fp16 sum overflows to inf
+    engine.check_finite(big, "m", "before pruning")
+    for bad, count in ((float("nan"), 1), (float("inf"), 1)):
+        w = torch.zeros(8, 8)
+        w[3, 4] = bad
+        with pytest.raises(PruneError, match=f"m: {count} non-finite"):
+            engine.check_finite(w, "m", "before pruning")
+    w = torch.zeros(8, 8)
+    w[0, 0], w[1, 1] = float("inf"), float("-inf")  # the sum is NaN, not inf: still caught, both counted
+    with pytest.raises(PruneError, match="m: 2 non-finite"):
+        engine.check_finite(w, "m", "before pruning")
