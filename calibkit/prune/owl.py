@@ -25,7 +25,7 @@ def outlier_ratio(scores: list[torch.Tensor], m: float) -> float:
     total = sum(float(s.sum(dtype=torch.float64)) for s in scores)
     count = sum(s.numel() for s in scores)
     threshold = m * total / count
-    return sum(int((s > threshold).sum()) for s in scores) / count
+    return sum(int(torch.count_nonzero(s > threshold)) for s in scores) / count
 
 
 def layer_sparsities(ratios: list[float], target: float, lam: float) -> list[float]:
