@@ -2,6 +2,7 @@
 ``save`` writes it as PNG. No computation beyond reshaping for plotting."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,18 @@ import seaborn as sns  # noqa: E402
 from . import analysis as A  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
+SEED = 0  # seaborn's bootstrap CIs and stripplot's jitter are random: seeded, same records -> same PNG
+
+
+@contextmanager
+def _jitter_seeded():
+    """stripplot draws its jitter from numpy's global generator: seeded inside the block, restored after."""
+    state = np.random.get_state()
+    np.random.seed(SEED)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def save(fig, path: str | Path, dpi: int = 110) -> Path:
@@ -39,10 +52,11 @@ def decomposed_vs_aggregated(df: pd.DataFrame, sparsity: str, method: str = "spa
     long = _long(t)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
     per_dim = long[long["dimension"] != "total"]
-    sns.barplot(per_dim, x="dimension", y="retention (%)", hue="label", ax=ax1)
+    sns.barplot(seed=SEED, data=per_dim, x="dimension", y="retention (%)", hue="label", ax=ax1)
     ax1.set_title(f"(a) per dimension — {method} {sparsity}")
     ax1.legend(fontsize=8, ncol=2, loc="lower left", framealpha=0.9)
-    sns.barplot(long[long["dimension"] == "total"], x="label", y="retention (%)", ax=ax2, color="0.5")
+    sns.barplot(seed=SEED, data=long[long["dimension"] == "total"], x="label", y="retention (%)", ax=ax2,
+                color="0.5")
     ax2.set_title("(b) aggregated S_total")
     ax2.tick_params(axis="x", rotation=60)
     lo = max(0.0, long["retention (%)"].min() - 5)
@@ -74,7 +88,8 @@ def spread_by_method(df: pd.DataFrame, sparsity: str):
     for ax, m in zip(axes, ["sparsegpt", "wanda"]):
         sub = d[d["method"] == m]
         order = [lab for lab in A.label_order(df) if lab in set(sub["label"])]
-        sns.barplot(sub, x="label", y="S_total (%)", order=order, ax=ax, color="tab:blue" if m == "wanda" else "tab:red")
+        sns.barplot(seed=SEED, data=sub, x="label", y="S_total (%)", order=order, ax=ax,
+                    color="tab:blue" if m == "wanda" else "tab:red")
         ax.set_title(f"{m} {sparsity}: spread {sp.get(m, float('nan')):.1f} pts")
         ax.tick_params(axis="x", rotation=60)
     lo = max(0.0, d["S_total (%)"].min() - 5)
@@ -90,10 +105,10 @@ def dimensions_by_sparsity(df: pd.DataFrame, method: str, label: str):
     unstructured = long[~long["sparsity"].str.contains(":")]
     nm = long[long["sparsity"].str.contains(":")]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-    sns.lineplot(unstructured, x="sparsity", y="retention (%)", hue="dimension", marker="o", ax=ax1)
+    sns.lineplot(seed=SEED, data=unstructured, x="sparsity", y="retention (%)", hue="dimension", marker="o", ax=ax1)
     ax1.set_title(f"{method}, {label}: unstructured")
     if len(nm):
-        sns.barplot(nm, x="sparsity", y="retention (%)", hue="dimension", ax=ax2)
+        sns.barplot(seed=SEED, data=nm, x="sparsity", y="retention (%)", hue="dimension", ax=ax2)
     ax2.set_title("N:M")
     fig.tight_layout()
     return fig
@@ -124,7 +139,7 @@ def total_by_sparsity(df: pd.DataFrame, labels: list[str] | None = None):
         t = t[[c for c in t.columns if ":" not in str(c)]]
         t = t.dropna(thresh=2)  # sets measured at two sparsities or more
         long = t.reset_index().melt(id_vars="label", var_name="sparsity", value_name="S_total (%)").dropna()
-        sns.lineplot(long, x="sparsity", y="S_total (%)", hue="label", marker="o", ax=ax)
+        sns.lineplot(seed=SEED, data=long, x="sparsity", y="S_total (%)", hue="label", marker="o", ax=ax)
         ax.set_title(m)
     fig.tight_layout()
     return fig
@@ -137,7 +152,8 @@ def selfgen_components(df: pd.DataFrame, sparsity: str, reference: str, method: 
     tot = d.groupby("label")["S_total"].mean() * 100
     order = [lab for lab in A.SELFGEN_ORDER if lab in tot.index]
     fig, ax = plt.subplots(figsize=(8, 4))
-    sns.barplot(x=[o.removeprefix("selfgen:") for o in order], y=[tot[o] for o in order], ax=ax, color="tab:purple")
+    sns.barplot(seed=SEED, x=[o.removeprefix("selfgen:") for o in order], y=[tot[o] for o in order], ax=ax,
+                color="tab:purple")
     for lab, style in ((A.BALANCED, "--"), (reference, ":")):
         if lab in tot.index:
             ax.axhline(tot[lab], ls=style, color="k", label=f"{lab} {tot[lab]:.1f}")
@@ -188,7 +204,7 @@ def sample_quality(samples_df: pd.DataFrame):
         return None
     d = pd.concat(rows)
     g = sns.catplot(d, x="sample", y="perplexity", hue="tier", hue_order=list(S.TIERS), row="method", kind="bar",
-                    height=2.4, aspect=4, sharey=False, palette={"golden": "#d4a017", "mediocre": "#8c8c8c",
+                    seed=SEED, height=2.4, aspect=4, sharey=False, palette={"golden": "#d4a017", "mediocre": "#8c8c8c",
                                                                  "detrimental": "#b03a2e"}, dodge=False)
     g.set_axis_labels("sample (sequence id)", "post-pruning perplexity")
     return g.figure
@@ -213,8 +229,9 @@ def pair_effects(samples_df: pd.DataFrame):
     order = [f"{a} + {b}" for i, a in enumerate(S.TIERS) for b in S.TIERS[i:]]
     g = sns.catplot(d, x="pair", y="change", col="method", kind="box", order=[o for o in order if o in set(d["pair"])],
                     height=3.4, aspect=1.5, sharey=False, color="#9ecae1")
-    g.map_dataframe(sns.stripplot, x="pair", y="change", order=[o for o in order if o in set(d["pair"])],
-                    color="black", size=3)
+    with _jitter_seeded():
+        g.map_dataframe(sns.stripplot, x="pair", y="change", order=[o for o in order if o in set(d["pair"])],
+                        color="black", size=3)
     for ax in g.axes.flat:
         ax.axhline(1, color="firebrick", lw=1, ls="--")
         ax.set_yscale("log")
@@ -251,12 +268,14 @@ def macro_view(macro_df: pd.DataFrame, reference: str = "ptb", n: int = 16, seql
         for ax, part, x in ((row[0], ref[ref["seqlen"] == seqlen], "n"), (row[1], ref[ref["n"] == n], "seqlen")):
             if len(part):
                 sns.pointplot(part, x=x, y="ppl", ax=ax, errorbar=None, color="black", markers="_")
-                sns.stripplot(part, x=x, y="ppl", ax=ax, color="#3182bd", size=5)
+                with _jitter_seeded():
+                    sns.stripplot(part, x=x, y="ppl", ax=ax, color="#3182bd", size=5)
             ax.set_xlabel({"n": f"samples ({reference}, {seqlen} tokens)", "seqlen": f"tokens per sample ({n})"}[x])
             ax.set_ylabel(f"{m}: perplexity")
         src = d[(d["n"] == n) & (d["seqlen"] == seqlen)]
         if len(src):
-            sns.stripplot(src, x="label", y="ppl", ax=row[2], color="#3182bd", size=5)
+            with _jitter_seeded():
+                sns.stripplot(src, x="label", y="ppl", ax=row[2], color="#3182bd", size=5)
             row[2].tick_params(axis="x", rotation=30)
         row[2].set_xlabel(f"source ({n} x {seqlen})")
         row[2].set_ylabel("")
@@ -274,7 +293,8 @@ def selection_effects(per_seed: pd.DataFrame):
     cols = [c for c in ("Δ log ppl vs random", "Δ accuracy vs random (pts)") if d[c].notna().any()]
     fig, axes = plt.subplots(1, len(cols), figsize=(5.2 * len(cols), 3.6), squeeze=False)
     for ax, c in zip(axes[0], cols):
-        sns.stripplot(data=d, x="method", y=c, hue="selector", dodge=True, ax=ax, size=6)
+        with _jitter_seeded():
+            sns.stripplot(data=d, x="method", y=c, hue="selector", dodge=True, ax=ax, size=6)
         ax.axhline(0, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("")
     fig.tight_layout()
@@ -289,7 +309,7 @@ def weight_trajectories(traj: pd.DataFrame):
     palette = {"golden": "#d4a017", "mediocre": "#7f7f7f", "detrimental": "#b22222"}
     for ax, label in zip(axes[0], labels):
         d = traj[traj["label"] == label]
-        sns.lineplot(data=d, x="step", y="weight", hue="tier", hue_order=list(palette), units="sample",
+        sns.lineplot(seed=SEED, data=d, x="step", y="weight", hue="tier", hue_order=list(palette), units="sample",
                      estimator=None, ax=ax, palette=palette, lw=1.2)
         ax.set_title(label)
     fig.tight_layout()

@@ -91,3 +91,23 @@ def test_every_table_figure_and_finding_of_the_study_is_produced(paper_table):
                P.spearman_heatmap(df, "sparsegpt", hi), P.pca_scatter(df, hi), P.selfgen_components(df, hi, "c4"),
                P.profile_heatmap(A.profile_table(df)), P.recon_error_box(df)]
     assert all(f.axes for f in figures)
+
+
+def test_figures_with_bootstrap_cis_and_jitter_are_deterministic(paper_table):
+    """seaborn's CI bootstrap and stripplot jitter are seeded (plots.SEED): the same records give the same PNG."""
+    import io
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    def png(fig):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        return buf.getvalue()
+
+    df = paper_table
+    assert png(P.spread_by_method(df, "0.6")) == png(P.spread_by_method(df, "0.6"))
+    per_seed = pd.DataFrame({"method": ["wanda"] * 6, "selector": ["random", "oasis"] * 3, "seed": [0, 0, 1, 1, 2, 2],
+                             "log_ppl": [5.0, 4.9, 5.1, 5.0, 5.2, 5.1], "acc": [40.0, 41, 39, 42, 40, 40]})
+    assert png(P.selection_effects(per_seed)) == png(P.selection_effects(per_seed))
