@@ -38,8 +38,8 @@ class PruneOptions:
                 or not math.isfinite(self.percdamp) or self.percdamp < 0:
             raise ConfigError(f"prune option percdamp must be a finite number >= 0, got {self.percdamp!r}")
         set_(self, "percdamp", float(self.percdamp))
-        if self.hessian_precision not in PRECISIONS + ("fp16",):
-            raise ConfigError(f"prune option hessian_precision must be one of {', '.join(PRECISIONS + ('fp16',))}, "
+        if self.hessian_precision not in PRECISIONS:
+            raise ConfigError(f"prune option hessian_precision must be one of {', '.join(PRECISIONS)}, "
                               f"got {self.hessian_precision!r}")
         for name in ("offload_activations", "owl"):
             if not isinstance(getattr(self, name), bool):

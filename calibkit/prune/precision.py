@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")  # PruneOptions.hessian_precision; "auto" resolves per dtype
 # torch.mm(..., out_dtype=float32) for bf16/fp16 inputs on CUDA came with torch 2.8; before it, the same values are
 # upcast and multiplied in fp32 (the same numbers up to summation order, without the tensor-core speed-up)
 MM_OUT_DTYPE = torch.torch_version.TorchVersion(torch.__version__) >= "2.8"  # PruneOptions.hessian_precision; "auto" resolves per model dtype
