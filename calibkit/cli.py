@@ -84,6 +84,13 @@ def _suite(text: str) -> str:
     return text
 
 
+def _scorer(text: str) -> str:
+    from .eval.harness import scorer_name
+
+    scorer_name(text)
+    return text
+
+
 def _glue_dash_values(argv: list[str]) -> list[str]:
     """``--mix -1:1:1:1`` -> ``--mix=-1:1:1:1``: argparse takes a value that starts with ``-`` and is not a plain
     number for an unknown option; glued, the value reaches its own check, which names what is wrong with it."""
@@ -329,7 +336,7 @@ def _print_scores(res: dict) -> None:
     for task, value in res["scores"].items():
         lower = " (lower is better)" if task in res["lower_is_better"] else ""
         print(f"{res['dimensions'][task]:12s} {task:20s} {value:.4f}{lower}")
-    print(f"{res['suite']} suite, items {res['items']}, {res['seconds']:.1f} s")
+    print(f"{res['suite']} suite, items {res['items']}, {res['seconds']:.1f} s, scorer {res['scorer']}")
 
 
 def cmd_eval(args) -> int:
@@ -338,8 +345,8 @@ def cmd_eval(args) -> int:
 
     suite(args.suite, args.tasks)  # unknown tasks are refused before the model loads
     model, tok = load_model(args.model, device=args.device or "cpu")
-    res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks) | {
-        "model": args.model}
+    res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks,
+                   scorer=args.scorer) | {"model": args.model}
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -398,11 +405,12 @@ def cmd_retention(args) -> int:
     for d in args.pruned:  # refuse mismatches before any evaluation
         check_same_architecture(base_cfg, AutoConfig.from_pretrained(d), d)
     dense = dense_scores(args.base, lambda: load_model(args.base, device=args.device or "cpu"), args.suite,
-                         args.limit, tasks=args.tasks)
+                         args.limit, tasks=args.tasks, scorer=args.scorer)
     runs = []
     for d in args.pruned:
         model, tok = load_model(d, device=args.device or "cpu")
-        res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks)
+        res = evaluate(model, tok, args.suite, args.limit, batch_size=args.batch_size, tasks=args.tasks,
+                       scorer=args.scorer)
         lower = set(res["lower_is_better"])
         ret = retention(res["scores"], dense["scores"], res["dimensions"], lower)
         se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower,
@@ -433,7 +441,11 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=_int_at_least(1), help="items per task (default: the suite's own sizes)")
     p.add_argument("--tasks", type=lambda v: [t for t in v.split(",") if t],
                    help="comma-separated subset of the suite's tasks (default: all)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=16)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=16,
+                   help="lm-eval's batch size (generation; every request with --scorer lm-eval)")
+    p.add_argument("--scorer", type=_typed(_scorer, "scorer"), default="calibkit",
+                   help="likelihood scoring: calibkit's (packed batches, output head only where scored, float32 "
+                        "log-softmax; default) or lm-eval's HFLM path")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
 

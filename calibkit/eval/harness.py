@@ -169,22 +169,46 @@ def _quiet_lm_eval():
 
     silent = lambda *a, **k: tqdm(*a, **(k | {"disable": True}))  # noqa: E731
     stack = contextlib.ExitStack()
-    for module in ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.models.huggingface"):
+    for module in ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.models.huggingface", "calibkit.eval.scorer"):
         stack.enter_context(mock.patch(f"{module}.tqdm", silent))
     return stack
 
 
+# scorer -> the name recorded with its numbers (bump calibkit's when the numbers it gives change)
+SCORERS = {"calibkit": "calibkit-scored-1", "lm-eval": "lm-eval-hflm"}
+
+
+def scorer_name(scorer: str) -> str:
+    """The recorded name of a scorer; an unknown one is refused."""
+    if scorer not in SCORERS:
+        raise EvalError(f"unknown scorer {scorer!r}; known: {', '.join(SCORERS)}")
+    return SCORERS[scorer]
+
+
+def _lm(model, tokenizer, scorer: str, batch_size: int, max_length: int):
+    """The lm-eval model: calibkit's scorer (``calibkit.eval.scorer``: sorted and packed requests, the output head
+    only at scored positions, float32 log-softmax) or lm-eval's own ``HFLM``; the name goes into the results."""
+    name = scorer_name(scorer)
+    if scorer == "calibkit":
+        from .scorer import ScoredLM as LM
+    else:
+        from lm_eval.models.huggingface import HFLM as LM
+    return LM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length), name
+
+
 def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None = None, batch_size: int = 8,
-             max_length: int = 2048, tasks: list[str] | None = None, progress: bool = True) -> dict:
+             max_length: int = 2048, tasks: list[str] | None = None, progress: bool = True,
+             scorer: str = "calibkit") -> dict:
     """Scores of ``model`` on every task of the suite: {"scores": {task: value}, "per_item": {task: [...]},
-    "seconds": s, ...}. Batch size 8: on a 2-core CPU it beat 16 (-8 %), 32 (+3 %) and 64 (+68 %) for this suite."""
+    "seconds": s, "scorer": name, ...}. ``batch_size`` is lm-eval's (its generation requests, and every request
+    with ``scorer="lm-eval"``; 8 beat 16, 32 and 64 on a 2-core CPU); calibkit's scorer packs likelihood requests
+    under a token budget of its own."""
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     counts = item_counts(suite_name, limit, tasks)
     tasks = suite(suite_name, tasks)
     tm = task_manager(suite_name)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    lm, scorer_name = _lm(model, tokenizer, scorer, batch_size, max_length)
     t0 = time.perf_counter()
     # lm-eval's --limit (first N items, clipped to each task), or the default sizes per task when they differ
     sizes = set(counts.values())
@@ -209,6 +233,7 @@ def evaluate(model, tokenizer, suite_name: str = "embedded", limit: int | None =
         scores[t.name] = float(row[key])
     per_item = {t.name: item_values(res["samples"].get(t.name, []), t) for t in tasks}
     return {"suite": suite_name, "scores": scores, "items": counts, "seconds": seconds, "per_item": per_item,
+            "scorer": scorer_name,
             "dimensions": {t.name: t.dimension for t in tasks}, "metrics": {t.name: t.metric for t in tasks},
             "lower_is_better": sorted(t.name for t in tasks if t.lower_is_better)}
 
@@ -224,7 +249,8 @@ def item_values(samples: list[dict], task: SuiteTask) -> list:
 
 
 def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int | None = None,
-                 refresh: bool = False, tasks: list[str] | None = None, dtype: str = "float32") -> dict:
+                 refresh: bool = False, tasks: list[str] | None = None, dtype: str = "float32",
+                 scorer: str = "calibkit") -> dict:
     """Cached evaluation of an unpruned model; ``load()`` returns (model, tokenizer) when the cache misses, the model
     already in ``dtype`` (part of the key: a float32 and a bfloat16 evaluation are different measurements).
     ``"cached"`` in the answer is the cache file when the scores came from it, else None."""
@@ -235,13 +261,14 @@ def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int
     # keyed by what the model *is* (content), never by the name as typed: ./base in two folders are two models;
     # and by the task files and lm-eval's version, so that a changed task is evaluated again
     key = {"model": identity(model_name), "suite": suite_name, "items": item_counts(suite_name, limit, tasks),
-           "task_files": task_files_digest(suite_name), "lm_eval": version("lm_eval"), "dtype": dtype}
+           "task_files": task_files_digest(suite_name), "lm_eval": version("lm_eval"), "dtype": dtype,
+           "scorer": scorer_name(scorer)}
     computed = []
 
     def make():
         model, tok = load()
         computed.append(True)
-        return evaluate(model, tok, suite_name, limit, tasks=tasks) | {"model": model_name}
+        return evaluate(model, tok, suite_name, limit, tasks=tasks, scorer=scorer) | {"model": model_name}
 
     res = cache.cached("eval", key, make, what="dense-score cache", prefix="dense", refresh=refresh,
                        valid=lambda v: isinstance(v, dict) and isinstance(v.get("scores"), dict)

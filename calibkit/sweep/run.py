@@ -107,7 +107,7 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     record = {"key": cfg.key, "config": asdict(cfg), "calibration": calibration_info(cfg, cs), "profile": prof,
               "prune": _prune_summary(report),
               "scores": res["scores"], "dense_scores": dense["scores"], "dimensions": res["dimensions"],
-              "lower_is_better": res["lower_is_better"], "retention": ret,
+              "lower_is_better": res["lower_is_better"], "scorer": res["scorer"], "retention": ret,
               "retention_se": se, "items": {"pruned": res["per_item"], "dense": dense["per_item"]},
               "seconds": {"prune": report.timing["total"], "eval": res["seconds"], "profile": t_profile,
                           "build": t_build, "run": time.perf_counter() - t0},
