@@ -183,6 +183,11 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
     assert "not reproduced: " + configs[0].key in out and "reproduced 1/2 runs: max |Δ retention| 1.50 pts" in out
+    assert store.get(configs[1])["scorer"] == "calibkit-scored-1"
+    old = {k: v for k, v in sweep.Store(tmp_path / "a").get(configs[1]).items() if k not in ("checksum", "scorer")}
+    sweep.Store(tmp_path / "a").put(configs[1], old)  # a record from before scorers were recorded: lm-eval's path
+    main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "1 runs rescored (lm-eval-hflm → calibkit-scored-1" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / f"{configs[1].key}.json").unlink()
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 committed runs not recomputed yet" in capsys.readouterr().out

@@ -8,6 +8,9 @@ and each profile metric by at most ``PROFILE_TOL`` (relative). Why these toleran
   and |Δ S_total| 0.94 pts for one SparseGPT run), which is below the evaluation's own resolution: every
   dimension's bootstrap standard error over evaluation items is <= 1.0 pt in the embedded suite. A difference
   within 1.0 pt is therefore not a reproducible difference; one above it is reported as not reproduced.
+A record scored by another likelihood scorer than its committed one (``scorer``) is compared all the same and counted
+in the summary: calibkit's scorer and lm-eval's differ by bf16 rounding (dense bits per byte +2e-5 to +3.3e-4
+relative on SmolLM2), far inside the tolerance, but not bit for bit.
 """
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ from .store import Store
 
 RETENTION_TOL = 1.0  # points of %
 PROFILE_TOL = 0.01  # relative
+
+
+def scorer(rec: dict) -> str:
+    """The likelihood scorer of a record (records written before scorers were recorded used lm-eval's path)."""
+    return rec.get("scorer", "lm-eval-hflm")
 
 
 def _retention_points(rec: dict) -> dict[str, float]:
@@ -40,7 +48,8 @@ def compare_records(committed: dict, fresh: dict) -> dict:
     d_prof = max((_rel(pa.get(m), pb.get(m)) for m in PROFILE_METRICS), default=0.0)
     exact = d_ret == 0 and d_prof == 0 and committed["scores"] == fresh["scores"]
     return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact,
-            "reproduced": d_ret <= RETENTION_TOL and d_prof <= PROFILE_TOL}
+            "reproduced": d_ret <= RETENTION_TOL and d_prof <= PROFILE_TOL,
+            "scorers": [scorer(committed), scorer(fresh)]}
 
 
 def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathLike) -> dict:
@@ -63,6 +72,9 @@ def summary_line(result: dict) -> str:
     d_ret = max((r["retention_pts"] for r in rows), default=float("nan"))
     d_prof = max((r["profile_rel"] for r in rows), default=float("nan"))
     missing = f"; {len(result['missing'])} committed runs not recomputed yet" if result["missing"] else ""
+    changed = sorted({" → ".join(r["scorers"]) for r in rows if r["scorers"][0] != r["scorers"][1]})
+    n_changed = sum(r["scorers"][0] != r["scorers"][1] for r in rows)
+    scored = f"; {n_changed} runs rescored ({', '.join(changed)}: not bit-identical by design)" if changed else ""
     return (f"reproduced {k}/{result['committed']} runs: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
             f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance {RETENTION_TOL:g} pt retention, "
-            f"{PROFILE_TOL:.0%} profile{missing}")
+            f"{PROFILE_TOL:.0%} profile{missing}{scored}")
