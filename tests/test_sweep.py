@@ -188,6 +188,11 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     sweep.Store(tmp_path / "a").put(configs[1], old)  # a record from before scorers were recorded: lm-eval's path
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 runs rescored (lm-eval-hflm → calibkit-scored-1" in capsys.readouterr().out
+    fewer = old | {"items": {"pruned": {t: v[:-1] for t, v in old["items"]["pruned"].items()},
+                             "dense": old["items"]["dense"]}}
+    sweep.Store(tmp_path / "a").put(configs[1], fewer)  # evaluated on other items: not a reproduction
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert "1 runs evaluated on other items than committed (not comparable)" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / f"{configs[1].key}.json").unlink()
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 committed runs not recomputed yet" in capsys.readouterr().out

@@ -40,16 +40,23 @@ def _rel(a, b) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
+def item_counts(rec: dict) -> dict[str, int]:
+    """Items per task the record's pruned model was evaluated on."""
+    return {task: len(values) for task, values in rec["items"]["pruned"].items()} if "items" in rec else {}
+
+
 def compare_records(committed: dict, fresh: dict) -> dict:
-    """Differences of one run: max |Δ retention| (pts), max relative |Δ profile metric|, and whether exact."""
+    """Differences of one run: max |Δ retention| (pts), max relative |Δ profile metric|, and whether exact. A run
+    evaluated on other items than its committed record measured something else: it does not count as reproduced."""
     a, b = _retention_points(committed), _retention_points(fresh)
     d_ret = max(abs(a[k] - b.get(k, math.inf)) for k in a)
     pa, pb = committed.get("profile") or {}, fresh.get("profile") or {}
     d_prof = max((_rel(pa.get(m), pb.get(m)) for m in PROFILE_METRICS), default=0.0)
     exact = d_ret == 0 and d_prof == 0 and committed["scores"] == fresh["scores"]
-    return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact,
-            "reproduced": d_ret <= RETENTION_TOL and d_prof <= PROFILE_TOL,
-            "scorers": [scorer(committed), scorer(fresh)]}
+    same_items = item_counts(committed) == item_counts(fresh)
+    return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items,
+            "reproduced": d_ret <= RETENTION_TOL and d_prof <= PROFILE_TOL and same_items,
+            "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}
 
 
 def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathLike) -> dict:
@@ -75,6 +82,8 @@ def summary_line(result: dict) -> str:
     changed = sorted({" → ".join(r["scorers"]) for r in rows if r["scorers"][0] != r["scorers"][1]})
     n_changed = sum(r["scorers"][0] != r["scorers"][1] for r in rows)
     scored = f"; {n_changed} runs rescored ({', '.join(changed)}: not bit-identical by design)" if changed else ""
+    other = sum(not r["same_items"] for r in rows)
+    scored += f"; {other} runs evaluated on other items than committed (not comparable)" if other else ""
     return (f"reproduced {k}/{result['committed']} runs: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
             f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance {RETENTION_TOL:g} pt retention, "
             f"{PROFILE_TOL:.0%} profile{missing}{scored}")
