@@ -2,12 +2,15 @@
 reproduce on a fresh machine")?
 
 One run config (calibration spec, N x L, seed, pruner, sparsity, model, suite) is pruned and evaluated once per
-environment variant, each in its own process: thread count (torch.set_num_threads) and CPU kernel selection
-(ATEN_CPU_CAPABILITY for ATen, MKL_ENABLE_INSTRUCTIONS for MKL). Dense scores are evaluated in every variant too
+environment variant, each in its own process: thread count (torch.set_num_threads), CPU kernel selection
+(ATEN_CPU_CAPABILITY for ATen, MKL_ENABLE_INSTRUCTIONS for MKL) and package versions (``--python NAME=PATH``: the
+child runs under another environment's interpreter, e.g. a venv with another transformers; the summary lists the
+packages whose versions differ from the first variant's). Dense scores are evaluated in every variant too
 (never taken from the cache), so retention compares like with like. Prints, per variant: S_total and S_d, the
 fraction of mask entries that differ from the first variant, and the largest relative weight difference.
 
-    python bench/drift.py --spec balanced --method sparsegpt --sparsity 0.6 --json reports/bench/drift.json
+    python bench/drift.py --spec balanced --method sparsegpt --sparsity 0.6 --json reports/bench/drift.json \
+        --python transformers-4.57=/path/to/other-venv/bin/python
 """
 from __future__ import annotations
 
@@ -51,7 +54,14 @@ def child(args) -> None:
     torch.save(weights, args.out + ".pt")
     Path(args.out + ".json").write_text(json.dumps({
         "retention": ret, "scores": res["scores"], "dense_scores": dense["scores"], "prune_seconds": seconds,
-        "environment": describe()}, indent=1))
+        "scorer": res["scorer"], "environment": describe(), "versions": versions()}, indent=1))
+
+
+def versions() -> dict[str, str]:
+    """Every installed distribution's version (to name what differs between two environments)."""
+    from importlib.metadata import distributions
+
+    return {d.metadata["Name"].lower(): d.version for d in distributions() if d.metadata["Name"]}
 
 
 def main() -> None:
@@ -66,6 +76,8 @@ def main() -> None:
     p.add_argument("--seqlen", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    p.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
+                   help="a variant run by another environment's interpreter (2 threads, no kernel override)")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
@@ -80,20 +92,27 @@ def main() -> None:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    variants = {n: VARIANTS[n] | {"python": sys.executable} for n in names}
+    for item in args.python:
+        name, _, path = item.partition("=")
+        if not name or not path or not Path(path).is_file():
+            p.error(f"--python {item!r}: give NAME=PATH of an interpreter that exists")
+        variants[name] = {"threads": 2, "env": {}, "python": path}
+        names.append(name)
     common = ["--spec", args.spec, "--method", args.method, "--sparsity", args.sparsity, "--model", args.model,
               "--suite", args.suite, "--n", str(args.n), "--seqlen", str(args.seqlen), "--seed", str(args.seed)]
     common += ["--limit", str(args.limit)] if args.limit else []
     rows, first = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            v = VARIANTS[name]
+            v = variants[name]
             out = os.path.join(tmp, name)
-            cmd = [sys.executable, __file__, "--child", "--threads", str(v["threads"]), "--out", out, *common]
+            cmd = [v["python"], __file__, "--child", "--threads", str(v["threads"]), "--out", out, *common]
             subprocess.run(cmd, check=True, env=os.environ | v["env"])
             rec = json.loads(Path(out + ".json").read_text())
             weights = torch.load(out + ".pt")
             if first is None:
-                first, flips, rel = weights, 0.0, 0.0
+                first, flips, rel, base_versions = weights, 0.0, 0.0, rec["versions"]
             else:
                 total = sum(w.numel() for w in weights.values())
                 flips = sum(int(((weights[k] == 0) != (first[k] == 0)).sum()) for k in weights) / total
@@ -104,16 +123,22 @@ def main() -> None:
                          "mask_flips_vs_first": flips, "max_rel_weight_diff_vs_first": rel,
                          "dense_scores": rec["dense_scores"], "prune_seconds": rec["prune_seconds"],
                          "cpu_capability": rec["environment"]["torch"]["cpu_capability"],
-                         "threads": rec["environment"]["torch"]["threads"]})
+                         "threads": rec["environment"]["torch"]["threads"], "scorer": rec["scorer"],
+                         "packages_differing_from_first": {
+                             k: [base_versions.get(k), v] for k, v in sorted(rec["versions"].items())
+                             if base_versions.get(k) != v and k != "calibkit"}})
             print(f"{name:16s} S_total {rows[-1]['S_total']:6.2f}  "
                   + "  ".join(f"{d[2:]} {rows[-1][d]:6.2f}" for d in rows[-1] if d.startswith("S_") and d != "S_total")
-                  + f"  mask flips {flips:.2e}  max rel dW {rel:.2e}  ({rows[-1]['cpu_capability']})", flush=True)
+                  + f"  mask flips {flips:.2e}  max rel dW {rel:.2e}  ({rows[-1]['cpu_capability']})"
+                  + "".join(f"  {k} {a} -> {b}" for k, (a, b) in rows[-1]["packages_differing_from_first"].items()),
+                  flush=True)
     spread = {k: max(r[k] for r in rows) - min(r[k] for r in rows) for k in rows[0] if k.startswith("S_")}
     print("spread across variants (points): " + ", ".join(f"{k} {v:.2f}" for k, v in spread.items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"config": {k: getattr(args, k) for k in (
-            "spec", "method", "sparsity", "model", "suite", "limit", "n", "seqlen", "seed")}, "variants": rows,
+            "spec", "method", "sparsity", "model", "suite", "limit", "n", "seqlen", "seed")},
+            "measured": time.strftime("%Y-%m-%d"), "variants": rows,
             "spread_points": spread}, indent=1) + "\n")
 
 

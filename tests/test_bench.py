@@ -35,3 +35,22 @@ def test_gpu_bench_at_reduced_width_on_cpu(tmp_path, capsys):
         ["give --ist-sparsegpt PATH", "the IST-DASLab class implements SparseGPT only"]
     text = capsys.readouterr().out
     assert "sparsegpt ist: skipped: give --ist-sparsegpt PATH" in text and "summary: sparsegpt calibkit" in text
+
+
+def test_drift_bench_on_a_tiny_model(tmp_path):
+    """bench/drift.py: each variant in its own process; the same environment twice gives the same mask and scores;
+    an interpreter variant lists the packages that differ (none for the same interpreter)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "drift.json"
+    drift = BENCH.with_name("drift.py")
+    subprocess.run([sys.executable, str(drift), "--model", "tiny-llama", "--spec", "ptb", "--n", "2", "--seqlen",
+                    "16", "--limit", "2", "--variants", "threads2", "--python", f"same={sys.executable}",
+                    "--json", str(out)], check=True, capture_output=True, text=True)
+    rep = json.loads(out.read_text())
+    a, b = rep["variants"]
+    assert (a["variant"], b["variant"]) == ("threads2", "same")
+    assert b["mask_flips_vs_first"] == 0 and b["max_rel_weight_diff_vs_first"] == 0 and a["S_total"] == b["S_total"]
+    assert b["packages_differing_from_first"] == {} and b["scorer"] == "calibkit-scored-1"
+    assert rep["spread_points"]["S_total"] == 0
