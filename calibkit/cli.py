@@ -261,6 +261,7 @@ def cmd_assets(args) -> int:
 
 def cmd_prune(args) -> int:
     from .data.calibration import CalibrationSet
+    from .datacard import data_card, pruning_settings
     from .models import EMBEDDED_DEFAULT, TINY, load_model, local_path
     from .outputs import check_output_dir
     from .prune import METHODS, STRUCTURED, prune, prune_structured, save_pruned
@@ -287,6 +288,11 @@ def cmd_prune(args) -> int:
         if made_for and made_for != tokenizer_of:
             print(f"calibkit prune: warning: {args.calib} was tokenized for {made_for!r}, pruning {args.model!r}",
                   file=sys.stderr)
+    prof, skipped = None, ("--no-profile" if args.no_profile else None)
+    if cs is not None and not args.no_profile:  # the data card's profile, of the dense model
+        from .profile import profile
+
+        prof = profile(cs, model, progress=False)
     if structured:
         if args.device:
             model.to(args.device)
@@ -300,9 +306,10 @@ def cmd_prune(args) -> int:
                        owl=args.owl, owl_m=args.owl_m, owl_lambda=args.owl_lambda, model_name=args.model)
     if cs is not None and not structured:
         report.calibration.update(file=str(args.calib), spec=cs.meta.get("spec"), seed=cs.meta.get("seed"))
-    out = save_pruned(model, tok, args.out, report, overwrite=args.overwrite, inputs=inputs)
+    card = data_card(args.model, pruning_settings(report), cs, prof, profile_skipped=skipped)
+    out = save_pruned(model, tok, args.out, report, overwrite=args.overwrite, inputs=inputs, card=card)
     print(report.summary(), file=sys.stderr)
-    print(f"saved the pruned model and prune_report.json to {out}", file=sys.stderr)
+    print(f"saved the pruned model, prune_report.json and its data card (README.md) to {out}", file=sys.stderr)
     return 0
 
 
@@ -525,7 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sparsity", type=_typed(_sparsity, "sparsity"), help="unstructured fraction in [0, 1), e.g. 0.5")
     g.add_argument("--nm", type=_typed(_nm, "N:M"), help="N:M pattern: N of every M consecutive weights removed, e.g. 2:4")
     r.add_argument("--calib", help="calibration set (.jsonl from `calibkit build`); optional for magnitude")
-    r.add_argument("--out", required=True, help="output directory (safetensors checkpoint + prune_report.json)")
+    r.add_argument("--out", required=True, help="output directory (safetensors checkpoint, prune_report.json and "
+                                                "the data card README.md)")
+    r.add_argument("--no-profile", action="store_true",
+                   help="leave the calibration set's seven-metric profile out of the data card (saves its time)")
     r.add_argument("--device", help="where layers run (default: cuda if available, else cpu)")
     r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="model dtype")
     r.add_argument("--blocksize", type=_int_at_least(1), default=128, help="SparseGPT column block (default 128)")

@@ -26,13 +26,14 @@ def prune(model, calibration=None, method: str = "wanda", sparsity="0.5", **opti
 
 
 def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | None = None, *,
-                overwrite: bool = False, inputs=()) -> Path:
+                overwrite: bool = False, inputs=(), card: dict | None = None) -> Path:
     """``save_pretrained`` (safetensors) of model and tokenizer, plus ``prune_report.json``, into a new folder
     (``calibkit.outputs``: never into an input, and an existing non-empty folder only with ``overwrite`` when
     calibkit wrote it). The folder appears complete or not at all. A structurally pruned model gets its config set
     to its widths; where its layers kept different widths (or a head count the config refuses) it is first padded in
     place with exact zero units (``surgery.make_loadable``: same outputs, loadable by ``from_pretrained``); the
-    report records what was saved."""
+    report records what was saved. ``card`` (``calibkit.datacard.data_card``) goes into the report under
+    ``data_card`` and becomes the folder's ``README.md`` (a Hugging Face model card)."""
     if isinstance(report, StructuredReport):
         from .surgery import make_loadable
 
@@ -45,7 +46,11 @@ def save_pruned(model, tokenizer, out: str | os.PathLike, report: PruneReport | 
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if report is not None:
-            report.save(tmp / REPORT_NAME)
+            report.save(tmp / REPORT_NAME, extra={"data_card": card} if card is not None else None)
+        if card is not None:
+            from ..datacard import model_card
+
+            (tmp / "README.md").write_text(model_card(card), encoding="utf-8")
     return Path(out)
 
 

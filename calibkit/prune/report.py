@@ -76,9 +76,9 @@ class PruneReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         path = Path(path)
-        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        atomic_write_bytes(path, (json.dumps(self.to_dict() | (extra or {}), indent=2) + "\n").encode())
         return path
 
     def summary(self) -> str:

@@ -60,9 +60,9 @@ class StructuredReport:
         """Fraction of the decoder layers' projection weights removed."""
         return 1 - self.decoder_after / self.decoder_before
 
-    def save(self, path) -> Path:
+    def save(self, path, extra: dict | None = None) -> Path:
         path = Path(path)
-        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        atomic_write_bytes(path, (json.dumps(self.to_dict() | (extra or {}), indent=2) + "\n").encode())
         return path
 
     def summary(self) -> str:
