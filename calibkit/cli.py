@@ -396,6 +396,40 @@ def cmd_compare(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_predict(args) -> int:
+    from .data.calibration import CalibrationSet
+    from .models import load_model
+    from .predict import fit, set_features
+    from .profile import profile
+    from .sweep.tables import results_table
+
+    if not (Path(args.store) / "runs").is_dir():
+        raise ConfigError(f"{args.store} is not a sweep store with runs: the predictor is fitted on sweep records "
+                          "(`calibkit sweep`, or the committed study's results/embedded); give --store")
+    cs = CalibrationSet.from_jsonl(args.file)
+    df = results_table(args.store)
+    df = df[(df["model"] == args.model) & (df["suite"] == args.suite)] if len(df) else df
+    pred = fit(df, args.pruner, args.sparsity)  # refuses too few records before the model loads
+    model, _ = load_model(args.model, device=args.device or "cpu")
+    cs.check_vocab(model.get_input_embeddings().num_embeddings, args.model)
+    feats = set_features(cs, profile(cs, model, progress=False))
+    out = {"file": args.file, "pruner": args.pruner, "sparsity": pred.sparsity, "model": args.model,
+           "store": args.store, "trained_on": {"runs": pred.runs, "sets": pred.sets}, "features": feats,
+           "prediction": pred.predict(feats), "cv": pred.cv, "verdicts": pred.verdicts(),
+           "coverage": "±: 90th percentile of leave-one-set-out absolute errors"}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"retention predicted for {args.file} ({args.pruner} {pred.sparsity}, {args.model}); fitted on "
+          f"{pred.runs} runs of {pred.sets} calibration sets in {args.store}")
+    for t, c in pred.cv.items():
+        p = out["prediction"][t]
+        print(f"{t:14s} {100 * p['mean']:6.1f} [{100 * p['low']:5.1f}, {100 * p['high']:5.1f}]   held-out-set MAE "
+              f"{100 * c['mae']:.2f} vs mean {100 * c['baseline_mae']:.2f} pts (Wilcoxon over sets p {c['p']:.3f}): "
+              f"{pred.verdicts()[t]}")
+    return 0
+
+
 def cmd_retention(args) -> int:
     from transformers import AutoConfig
 
@@ -591,6 +625,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--only", help="comma-separated experiment groups of the profile (default: all)")
     w.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
     w.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("predict", help="predicted retention of a calibration set (fitted on sweep records)")
+    q.add_argument("file", help="calibration set (.jsonl from `calibkit build`)")
+    q.add_argument("--pruner", required=True, help="the method the records were pruned with (e.g. sparsegpt)")
+    q.add_argument("--sparsity", required=True, help="as written in the records (e.g. 0.6)")
+    q.add_argument("--store", default="results/embedded", help="sweep store to fit on (default results/embedded)")
+    q.add_argument("--model", default="smollm2-135m", help="base model of the records; profiles the set")
+    q.add_argument("--suite", default="embedded", help="evaluation suite of the records")
+    q.add_argument("--device")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_predict)
 
     c = sub.add_parser("compare", help="reproduction check: recomputed runs against committed ones (same keys)")
     c.add_argument("committed", help="the committed store, e.g. results/embedded")

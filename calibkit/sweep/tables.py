@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..data.sources import DIMENSIONS
 from ..profile import METRICS as PROFILE_METRICS
 from .run import label_info
 from .store import Store
@@ -25,7 +26,8 @@ def profiles_table(store_root: str | os.PathLike):
 
 def results_table(store_root: str | os.PathLike):
     """One row per run: config, calibration label/kind/pool, S_total, S_<dimension>, per-task retention
-    (ret_<task>), raw scores (score_<task>), profile metrics, seconds."""
+    (ret_<task>), raw scores (score_<task>), profile metrics, the fraction of sequences per pool (frac_<dimension>),
+    seconds."""
     import pandas as pd
 
     rows = []
@@ -41,6 +43,8 @@ def results_table(store_root: str | os.PathLike):
             {"se_total": se["total"]} if "total" in se else {})
         row |= {f"score_{t}": v for t, v in r["scores"].items()}
         row |= {m: (r["profile"] or {}).get(m) for m in PROFILE_METRICS}
+        counts = r["calibration"].get("counts") or {}  # sequences per capability pool (none: no calibration data)
+        row |= {f"frac_{d}": counts.get(d, 0) / sum(counts.values()) if counts else None for d in DIMENSIONS}
         row |= {"achieved_sparsity": r["prune"]["totals"].get("sparsity"),
                 "mean_recon_error": r["prune"]["totals"].get("mean_recon_error"),
                 "prune_warnings": len(r["prune"]["warnings"])}
