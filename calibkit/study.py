@@ -97,11 +97,15 @@ class Study:
         return d
 
     def coverage(self, groups: list[str] | None = None) -> dict:
-        """How many of the (chosen groups') runs the store holds, without computing any."""
+        """How many of the (chosen groups') runs the store holds, without computing any: ``done`` (current),
+        ``stale`` (held, but evaluated on other items than the suite now asks: read as they are, recomputed by
+        the next sweep) and ``missing``."""
         configs = self.configs(groups)
         store = sweep.Store(self.store)
         done = sum(store.done(c) for c in configs)
-        return {"total": len(configs), "done": done, "missing": len(configs) - done, "store": str(self.store)}
+        stale = len(store.stale(configs))
+        return {"total": len(configs), "done": done, "stale": stale, "missing": len(configs) - done - stale,
+                "store": str(self.store)}
 
     def __str__(self) -> str:
         p = self.profile

@@ -188,9 +188,8 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     sweep.Store(tmp_path / "a").put(configs[1], old)  # a record from before scorers were recorded: lm-eval's path
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 runs rescored (lm-eval-hflm → calibkit-scored-1" in capsys.readouterr().out
-    fewer = old | {"items": {"pruned": {t: v[:-1] for t, v in old["items"]["pruned"].items()},
-                             "dense": old["items"]["dense"]}}
-    sweep.Store(tmp_path / "a").put(configs[1], fewer)  # evaluated on other items: not a reproduction
+    more = old | {"items_requested": {t: n + 1 for t, n in old["items_requested"].items()}}
+    sweep.Store(tmp_path / "a").put(configs[1], more)  # evaluated on other items: not a reproduction
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     assert "1 runs evaluated on other items than committed (not comparable)" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / f"{configs[1].key}.json").unlink()
@@ -271,3 +270,22 @@ def test_per_sample_sweep_records_structured_and_unstructured_prunes(tmp_path):
     assert len(st.results()) == 0  # the capability-study tables never see OASIS's groups
     edited = prof | {"experiments": {k: v for k, v in prof["experiments"].items() if k != "macro_wanda"}}
     assert len(Study(edited, "s", tmp_path / "store", None, "0.5", None).results()) == 0  # stray records: no table
+
+
+def test_a_record_evaluated_on_other_items_is_stale_and_recomputed(tmp_path, capsys):
+    """The run key covers the config, not the suite's task files: a record whose evaluation asked for other item
+    counts than the suite asks now is kept and read, but not done; the next sweep recomputes it."""
+    prof = TINY | {"tasks": ["ck_ptb_bpb"],
+                   "experiments": {"m": {"calibration": ["ptb"], "methods": ["wanda"], "sparsities": ["0.5"]}}}
+    [cfg] = sweep.expand(prof)
+    sweep.run_sweep([cfg], tmp_path / "s", progress=False)
+    store = sweep.Store(tmp_path / "s")
+    rec = store.get(cfg)
+    assert rec["items_requested"] == {"ck_ptb_bpb": 1} and store.done(cfg) and store.stale([cfg]) == []
+    older = {k: v for k, v in rec.items() if k not in ("checksum", "items_requested")}
+    older["items"] = {"pruned": {"ck_ptb_bpb": rec["items"]["pruned"]["ck_ptb_bpb"] * 2}, "dense": {}}
+    store.put(cfg, older)  # as if written when the task asked for 2 items
+    assert store.get(cfg) is not None and not store.done(cfg) and store.stale([cfg]) == [cfg]
+    assert sweep.run_sweep([cfg], tmp_path / "s")["ran"] == 1
+    assert "1 records were evaluated on other items" in capsys.readouterr().err
+    assert store.done(cfg) and store.get(cfg)["items_requested"] == {"ck_ptb_bpb": 1}

@@ -18,7 +18,7 @@ import math
 import os
 
 from ..profile import METRICS as PROFILE_METRICS
-from .store import Store
+from .store import Store, evaluated_items
 
 RETENTION_TOL = 1.0  # points of %
 PROFILE_TOL = 0.01  # relative
@@ -40,11 +40,6 @@ def _rel(a, b) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
-def item_counts(rec: dict) -> dict[str, int]:
-    """Items per task the record's pruned model was evaluated on."""
-    return {task: len(values) for task, values in rec["items"]["pruned"].items()} if "items" in rec else {}
-
-
 def compare_records(committed: dict, fresh: dict) -> dict:
     """Differences of one run: max |Δ retention| (pts), max relative |Δ profile metric|, and whether exact. A run
     evaluated on other items than its committed record measured something else: it does not count as reproduced."""
@@ -53,7 +48,7 @@ def compare_records(committed: dict, fresh: dict) -> dict:
     pa, pb = committed.get("profile") or {}, fresh.get("profile") or {}
     d_prof = max((_rel(pa.get(m), pb.get(m)) for m in PROFILE_METRICS), default=0.0)
     exact = d_ret == 0 and d_prof == 0 and committed["scores"] == fresh["scores"]
-    same_items = item_counts(committed) == item_counts(fresh)
+    same_items = evaluated_items(committed) == evaluated_items(fresh)
     return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items,
             "reproduced": d_ret <= RETENTION_TOL and d_prof <= PROFILE_TOL and same_items,
             "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}

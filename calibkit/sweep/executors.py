@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict
 
@@ -20,6 +21,10 @@ def run_sweep(configs: list[RunConfig], store_root: str | os.PathLike, executor:
     store.claim()
     store.clean_partial()
     todo = [c for c in configs if not store.done(c)]
+    stale = store.stale(todo)
+    if stale and progress:
+        tqdm.write(f"sweep: {len(stale)} records were evaluated on other items than their suite now asks "
+                   f"(its task files changed): recomputing them", file=sys.stderr)
     t0 = time.perf_counter()
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", unit="run", disable=not progress)
     if executor == "local":

@@ -20,6 +20,23 @@ def checksum(record: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def evaluated_items(rec: dict) -> dict[str, int]:
+    """Items per task a record's evaluation asked for (records before ``items_requested``: the items it logged)."""
+    if "items_requested" in rec:
+        return rec["items_requested"]
+    return {task: len(values) for task, values in rec["items"]["pruned"].items()} if "items" in rec else {}
+
+
+def current(rec: dict, cfg: RunConfig) -> bool:
+    """Whether a record measured what its config asks now: the run key covers the config, not the suite's task
+    files, so a suite whose item counts changed makes its older records stale (recomputed by the next sweep, kept
+    and read as they are until then). The likelihood scorer is recorded (``scorer``) but does not make a record
+    stale: it changes numbers by rounding only (``calibkit.eval.scorer``)."""
+    from ..eval.harness import item_counts
+
+    return evaluated_items(rec) == item_counts(cfg.suite, cfg.limit, list(cfg.tasks) if cfg.tasks else None)
+
+
 class Store:
     """``<root>/runs/<key>.json`` (complete runs only), ``<root>/profiles/<calibration key>.json``, and
     ``<root>/bands/`` (the IGSP perplexity bands a study measured, kept with its records).
@@ -80,7 +97,14 @@ class Store:
         return self._read(path, cfg.key) if path.is_file() else None
 
     def done(self, cfg: RunConfig) -> bool:
-        return self.get(cfg) is not None
+        """A valid record that measured what ``cfg`` asks for now (``current``)."""
+        rec = self.get(cfg)
+        return rec is not None and current(rec, cfg)
+
+    def stale(self, configs: list[RunConfig]) -> list[RunConfig]:
+        """Configs whose valid record was evaluated on other items than the suite now asks (they will be
+        recomputed)."""
+        return [c for c in configs if (rec := self.get(c)) is not None and not current(rec, c)]
 
     def put(self, cfg: RunConfig, record: dict) -> Path:
         record = record | {"checksum": checksum(record)}
