@@ -84,6 +84,17 @@ def _suite(text: str) -> str:
     return text
 
 
+def _int_list(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2] (distinct integers)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 0,1,2") from None
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct integers, e.g. 0,1,2")
+    return values
+
+
 def _scorer(text: str) -> str:
     from .eval.harness import scorer_name
 
@@ -430,6 +441,29 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_advise(args) -> int:
+    from .advise import AdviseConfig, advise, parse_budget, parse_weights
+
+    n, seqlen = parse_budget(args.budget)
+    cfg = AdviseConfig(model=args.model, pruner=args.pruner, sparsity=args.sparsity,
+                       weights=parse_weights(args.weights), n=n, seqlen=seqlen, out=args.out,
+                       store=args.store or f"{args.out.rstrip('/')}-runs", trials=args.trials, seeds=tuple(args.seeds),
+                       final_seeds=tuple(args.final_seeds), seed=args.seed, suite=args.suite,
+                       eval_dtype=args.eval_dtype, limit=args.limit, tasks=tuple(args.tasks) if args.tasks else None,
+                       singles=tuple(args.singles or ()), warm_start=args.warm_start, executor=args.executor,
+                       ray_address=args.ray_address, device=args.device or "cpu", overwrite=args.overwrite)
+    report = advise(cfg)
+    best = report["chosen"]
+    print(f"chosen mixture {best['calibration']} (trial {best['number']}): weighted retention "
+          + ", ".join(f"{c}: {100 * m['objective']['mean']:.2f}" for c, m in report["final"].items()))
+    for c in report["comparisons"]:
+        print(f"vs {c['against']}: {c['margin_pts']:+.2f} pts over {c['n']} seeds (p {c['p']:.3f}, seed sd "
+              f"{c['seed_sd_pts']:.2f}): {c['verdict']}")
+    print(f"wrote {args.out}/ (calibration.jsonl, calibration_dataset/, advise_report.json, README.md, "
+          f"trajectory.png); runs in {cfg.store}")
+    return 0
+
+
 def cmd_retention(args) -> int:
     from transformers import AutoConfig
 
@@ -625,6 +659,33 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--only", help="comma-separated experiment groups of the profile (default: all)")
     w.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
     w.set_defaults(func=cmd_sweep)
+
+    v = sub.add_parser("advise", help="search the pool mixture that keeps the weighted capabilities (Optuna)")
+    v.add_argument("--model", default="smollm2-135m")
+    v.add_argument("--pruner", required=True, help="wanda, sparsegpt, magnitude, llm-pruner, nirvana")
+    v.add_argument("--sparsity", required=True, help="e.g. 0.6 or 2:4")
+    v.add_argument("--weights", required=True, help="capability weights, e.g. general=1,commonsense=1,code=2,math=1")
+    v.add_argument("--budget", default="16x256", help="calibration set size NxL (default 16x256, the embedded study's)")
+    v.add_argument("--trials", type=_int_at_least(1), default=20)
+    v.add_argument("--seeds", type=_int_list, default=[0], help="calibration seeds per trial (default 0)")
+    v.add_argument("--final-seeds", type=_int_list, default=[0, 1, 2],
+                   help="seeds of the final comparison (default 0,1,2; at least 3 for a verdict)")
+    v.add_argument("--singles", type=lambda t: [x for x in t.split(",") if x],
+                   help="single sources to compare against (default: the best one the store holds records of)")
+    v.add_argument("--warm-start", help="a sweep store whose records fit the retention predictor that proposes the "
+                                        "first mixtures")
+    v.add_argument("--store", help="sweep store of the runs (default <out>-runs; reuse it to resume)")
+    v.add_argument("--suite", default="embedded", type=_typed(_suite, "suite"))
+    v.add_argument("--eval-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    v.add_argument("--limit", type=_int_at_least(1), help="eval items per task (default: the suite's sizes)")
+    v.add_argument("--tasks", type=lambda t: [x for x in t.split(",") if x], help="subset of the suite's tasks")
+    v.add_argument("--seed", type=int, default=0, help="the search's seed (Optuna TPE)")
+    v.add_argument("--executor", default="local", choices=["local", "ray"])
+    v.add_argument("--ray-address")
+    v.add_argument("--device")
+    v.add_argument("--out", required=True)
+    v.add_argument("--overwrite", action="store_true")
+    v.set_defaults(func=cmd_advise)
 
     q = sub.add_parser("predict", help="predicted retention of a calibration set (fitted on sweep records)")
     q.add_argument("file", help="calibration set (.jsonl from `calibkit build`)")

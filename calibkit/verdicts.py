@@ -67,6 +67,11 @@ def paired(a: pd.Series, b: pd.Series) -> dict:
     return out
 
 
+def decide(r: dict) -> str:
+    """The verdict of a ``paired`` difference whose claimed direction is positive (the rule at the top)."""
+    return _verdict(r["mean"], _significant(r))
+
+
 def _paired_text(name: str, r: dict) -> str:
     return (f"{name} {r['mean']:+.2f} ± {r['sd']:.2f} pts (n={r['n']}, {r['agree']}/{r['n']} seeds agree, "
             f"paired t p={r['p']:.3f})")

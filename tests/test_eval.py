@@ -89,7 +89,7 @@ def test_dense_cache_is_keyed_by_the_task_files(tmp_path, monkeypatch):
     monkeypatch.setattr(harness, "TASK_DIR", _copy_suite(tmp_path))
     calls = []
 
-    def fake_evaluate(model, tok, suite_name, limit, tasks=None, scorer=None):
+    def fake_evaluate(model, tok, suite_name, limit, tasks=None, scorer=None, progress=True):
         calls.append(suite_name)
         return {"suite": suite_name, "scores": {"ck_ptb_bpb": float(len(calls))}, "per_item": {"ck_ptb_bpb": []}}
 

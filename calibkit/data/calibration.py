@@ -30,7 +30,7 @@ from .sources import CODE, COMMONSENSE, DIMENSIONS, GENERAL, MATH
 
 DEFAULT_SEQLEN = 2048  # Wanda/SparseGPT default for LLaMA-family models; the embedded profile uses less
 
-_DIM_ALIASES = {"general": GENERAL, "gen": GENERAL, "commonsense": COMMONSENSE, "com": COMMONSENSE,
+DIM_ALIASES = {"general": GENERAL, "gen": GENERAL, "commonsense": COMMONSENSE, "com": COMMONSENSE,
                 "code": CODE, "math": MATH}
 
 NAMED_MIXES = {
@@ -81,9 +81,9 @@ def parse_mix(text: str) -> Spec:
     if body in NAMED_MIXES:
         weights, label = NAMED_MIXES[body], f"mix_{body}"
     elif body.startswith(("loo_", "no_")):
-        dim = _DIM_ALIASES.get(body.split("_", 1)[1].lower())
+        dim = DIM_ALIASES.get(body.split("_", 1)[1].lower())
         if dim is None:
-            raise ConfigError(f"unknown dimension in {text!r}; use one of {', '.join(_DIM_ALIASES)}")
+            raise ConfigError(f"unknown dimension in {text!r}; use one of {', '.join(DIM_ALIASES)}")
         weights, label = {d: (0 if d == dim else 1) for d in DIMENSIONS}, f"mix_loo_{dim.lower()}"
     elif re.fullmatch(r"[^:]+(:[^:]+){3}", body):
         try:

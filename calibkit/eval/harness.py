@@ -250,7 +250,7 @@ def item_values(samples: list[dict], task: SuiteTask) -> list:
 
 def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int | None = None,
                  refresh: bool = False, tasks: list[str] | None = None, dtype: str = "float32",
-                 scorer: str = "calibkit") -> dict:
+                 scorer: str = "calibkit", progress: bool = True) -> dict:
     """Cached evaluation of an unpruned model; ``load()`` returns (model, tokenizer) when the cache misses, the model
     already in ``dtype`` (part of the key: a float32 and a bfloat16 evaluation are different measurements).
     ``"cached"`` in the answer is the cache file when the scores came from it, else None."""
@@ -268,7 +268,8 @@ def dense_scores(model_name: str, load, suite_name: str = "embedded", limit: int
     def make():
         model, tok = load()
         computed.append(True)
-        return evaluate(model, tok, suite_name, limit, tasks=tasks, scorer=scorer) | {"model": model_name}
+        return evaluate(model, tok, suite_name, limit, tasks=tasks, scorer=scorer, progress=progress) | {
+            "model": model_name}
 
     res = cache.cached("eval", key, make, what="dense-score cache", prefix="dense", refresh=refresh,
                        valid=lambda v: isinstance(v, dict) and isinstance(v.get("scores"), dict)

@@ -97,7 +97,7 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     t_profile = time.perf_counter() - t_profile
     tasks = list(cfg.tasks) if cfg.tasks else None
     dense = dense_scores(cfg.model, lambda: (copy.deepcopy(model).to(dtype), tok), cfg.suite, cfg.limit,
-                         tasks=tasks, dtype=cfg.eval_dtype)
+                         tasks=tasks, dtype=cfg.eval_dtype, progress=False)
     report = _prune(model, cs, cfg, device)
     res = evaluate(model.to(device=device, dtype=dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
     lower = set(res["lower_is_better"])
