@@ -80,3 +80,20 @@ def test_cli_eval_takes_the_scorer_and_refuses_an_unknown_one(capsys):
     assert "unknown scorer 'fast'" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-llama", "--limit", "1", "--tasks", "ck_ptb_bpb", "--scorer", "lm-eval"]) == 0
     assert "scorer lm-eval-hflm" in capsys.readouterr().out
+
+
+def test_head_chunks_give_the_same_logprobs(monkeypatch):
+    from calibkit.eval import scorer
+
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    hidden, head = torch.randn(3, 40, 16, generator=g), torch.nn.Linear(16, 50, bias=False)
+    rows = torch.tensor([0] * 30 + [2] * 25)
+    positions = torch.tensor(list(range(10, 40)) + list(range(15, 40)))
+    targets = torch.randint(0, 50, (55,), generator=g)
+    whole = scorer.continuation_logprobs(hidden, head, rows, positions, targets)
+    monkeypatch.setattr(scorer, "HEAD_CHUNK", 7)
+    chunked = scorer.continuation_logprobs(hidden, head, rows, positions, targets)
+    assert torch.allclose(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
+    ref = torch.log_softmax(head(hidden[rows, positions]), -1).gather(1, targets[:, None]).squeeze(1)
+    assert torch.allclose(whole[0], ref)

@@ -27,6 +27,9 @@ from tqdm import tqdm
 
 from ..errors import CalibkitError
 
+HEAD_CHUNK = 1024  # scored positions per output-head call: bounds the float32 logits (1024 x vocab) in memory
+
+
 class ScorerError(CalibkitError, RuntimeError):
     pass
 
@@ -49,10 +52,15 @@ def batches(lengths: list[int], token_budget: int) -> list[list[int]]:
 def continuation_logprobs(hidden: torch.Tensor, head, rows: torch.Tensor, positions: torch.Tensor,
                           targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per scored token: float32 log-probability of its target and whether the target is the argmax. ``hidden``
-    (batch, seq, d); ``rows``/``positions`` index the positions whose next token is ``targets``."""
-    logits = head(hidden[rows, positions]).float()
-    logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(1, targets[:, None]).squeeze(1), logits.argmax(-1) == targets
+    (batch, seq, d); ``rows``/``positions`` index the positions whose next token is ``targets``; the head runs on
+    ``HEAD_CHUNK`` positions at a time."""
+    logps, greedy = [], []
+    for start in range(0, len(targets), HEAD_CHUNK):
+        sl = slice(start, start + HEAD_CHUNK)
+        logits = head(hidden[rows[sl], positions[sl]]).float()
+        logps.append(torch.log_softmax(logits, dim=-1).gather(1, targets[sl, None]).squeeze(1))
+        greedy.append(logits.argmax(-1) == targets[sl])
+    return torch.cat(logps), torch.cat(greedy)
 
 
 class ScoredLM(HFLM):
