@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 VARIANTS = {
     "threads2": {"threads": 2, "env": {}},
     "threads1": {"threads": 1, "env": {}},
@@ -33,6 +35,7 @@ VARIANTS = {
 def child(args) -> None:
     import torch
 
+    import calibkit
     from calibkit.environment import describe
     from calibkit.eval.harness import evaluate
     from calibkit.eval.retention import retention
@@ -54,7 +57,8 @@ def child(args) -> None:
     torch.save(weights, args.out + ".pt")
     Path(args.out + ".json").write_text(json.dumps({
         "retention": ret, "scores": res["scores"], "dense_scores": dense["scores"], "prune_seconds": seconds,
-        "scorer": res["scorer"], "environment": describe(), "versions": versions()}, indent=1))
+        "scorer": res["scorer"], "environment": describe(), "versions": versions(),
+        "calibkit_file": calibkit.__file__}, indent=1))
 
 
 def versions() -> dict[str, str]:
@@ -97,6 +101,8 @@ def main() -> None:
         name, _, path = item.partition("=")
         if not name or not path or not Path(path).is_file():
             p.error(f"--python {item!r}: give NAME=PATH of an interpreter that exists")
+        if name in variants:
+            p.error(f"--python {item!r}: variant {name!r} is already measured; give another name")
         variants[name] = {"threads": 2, "env": {}, "python": path}
         names.append(name)
     common = ["--spec", args.spec, "--method", args.method, "--sparsity", args.sparsity, "--model", args.model,
@@ -108,7 +114,9 @@ def main() -> None:
             v = variants[name]
             out = os.path.join(tmp, name)
             cmd = [v["python"], __file__, "--child", "--threads", str(v["threads"]), "--out", out, *common]
-            subprocess.run(cmd, check=True, env=os.environ | v["env"])
+            # every variant runs this checkout's calibkit, whatever the interpreter has installed
+            path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+            subprocess.run(cmd, check=True, env=os.environ | v["env"] | {"PYTHONPATH": path})
             rec = json.loads(Path(out + ".json").read_text())
             weights = torch.load(out + ".pt")
             if first is None:
@@ -124,9 +132,11 @@ def main() -> None:
                          "dense_scores": rec["dense_scores"], "prune_seconds": rec["prune_seconds"],
                          "cpu_capability": rec["environment"]["torch"]["cpu_capability"],
                          "threads": rec["environment"]["torch"]["threads"], "scorer": rec["scorer"],
+                         "calibkit_file": rec["calibkit_file"],
                          "packages_differing_from_first": {
-                             k: [base_versions.get(k), v] for k, v in sorted(rec["versions"].items())
-                             if base_versions.get(k) != v and k != "calibkit"}})
+                             k: [base_versions.get(k), rec["versions"].get(k)]
+                             for k in sorted(set(base_versions) | set(rec["versions"]))
+                             if base_versions.get(k) != rec["versions"].get(k) and k != "calibkit"}})
             print(f"{name:16s} S_total {rows[-1]['S_total']:6.2f}  "
                   + "  ".join(f"{d[2:]} {rows[-1][d]:6.2f}" for d in rows[-1] if d.startswith("S_") and d != "S_total")
                   + f"  mask flips {flips:.2e}  max rel dW {rel:.2e}  ({rows[-1]['cpu_capability']})"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.calibration import DIM_ALIASES, allocate
+from .data.calibration import DIM_ALIASES, allocate, pool_fractions
 from .data.sources import DIMENSIONS
 from .errors import ConfigError
 
@@ -80,7 +80,7 @@ class AdviseConfig:
     store: str
     trials: int = 20
     seeds: tuple[int, ...] = (0,)
-    final_seeds: tuple[int, ...] = (0, 1, 2)
+    final_seeds: tuple[int, ...] = (1, 2, 3)  # disjoint from ``seeds``: see ``check``
     seed: int = 0
     suite: str = "embedded"
     eval_dtype: str = "bfloat16"
@@ -92,6 +92,27 @@ class AdviseConfig:
     ray_address: str | None = None
     device: str = "cpu"
     overwrite: bool = False
+
+    def check(self) -> None:
+        """Refuse, before any run: final seeds that the search saw (the chosen mixture's value there is the best of
+        many noisy trials: the winner's curse would bias the comparison for it), weights on a dimension the
+        evaluated tasks do not measure, and a store inside the output folder (written at the end, atomically)."""
+        from .eval.harness import suite
+
+        seen = sorted(set(self.seeds) & set(self.final_seeds))
+        if seen:
+            raise ConfigError(f"final seeds {list(self.final_seeds)} include search seed(s) {seen}: the comparison "
+                              "must use seeds the search did not see (the chosen mixture's search value is the best "
+                              "of many noisy trials)")
+        measured = {t.dimension for t in suite(self.suite, list(self.tasks) if self.tasks else None)}
+        unmeasured = [d for d, w in self.weights.items() if w > 0 and d not in measured]
+        if unmeasured:
+            raise ConfigError(f"weights on {', '.join(unmeasured)}, which the evaluated tasks do not measure "
+                              f"(they measure {', '.join(sorted(measured))})")
+        out, store = Path(self.out).resolve(), Path(self.store).resolve()
+        if store == out or out in store.parents:
+            raise ConfigError(f"--store {self.store} is inside --out {self.out}: the output folder is written "
+                              "atomically at the end; keep the runs elsewhere")
 
     def configs(self, calibration: str, seeds):
         from .sweep import expand
@@ -142,24 +163,27 @@ def warm_start_mixtures(cfg: AdviseConfig, k: int = 3) -> list[list[float]]:
     predictor fitted on ``cfg.warm_start``'s records (pool fractions only: profile features are imputed)."""
     from itertools import product
 
-    from .predict import fit
+    from .predict import fit, same_budget
     from .sweep.tables import results_table
 
     df = results_table(cfg.warm_start)
-    df = df[(df["model"] == cfg.model) & (df["suite"] == cfg.suite)] if len(df) else df
+    if len(df):
+        df = same_budget(df[(df["model"] == cfg.model) & (df["suite"] == cfg.suite)], n=cfg.n, seqlen=cfg.seqlen,
+                         limit=cfg.limit, eval_dtype=cfg.eval_dtype,
+                         tasks=",".join(cfg.tasks) if cfg.tasks else None)
     pred = fit(df, cfg.pruner, cfg.sparsity)
     targets = [f"S_{d}" for d, w in cfg.weights.items() if w > 0]
     missing = [t for t in targets if t not in pred.models]
     if missing:
         raise ConfigError(f"--warm-start {cfg.warm_start}: its records do not measure {', '.join(missing)}")
-    grid = [g for g in product([0.0, 0.25, 0.5, 0.75, 1.0], repeat=4) if sum(g) > 0]
+    grid = [g for g in product([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], repeat=4) if sum(g) > 0]  # on the search's grid
     scored, seen = [], set()
     for g in grid:
         spec = mixture(list(g), cfg.n)
         if spec in seen:
             continue
         seen.add(spec)
-        frac = {f"frac_{d}": x / sum(g) for d, x in zip(DIMENSIONS, g)}
+        frac = {f"frac_{d}": f for d, f in pool_fractions(dict(zip(DIMENSIONS, g))).items()}
         p = pred.predict(frac)
         scored.append((weighted({t[2:]: p[t]["mean"] for t in targets}, cfg.weights), spec, list(g)))
     scored.sort(key=lambda s: (-s[0], s[1]))
@@ -199,7 +223,9 @@ def search(cfg: AdviseConfig, progress: bool = True):
 
 def best_single(cfg: AdviseConfig) -> str | None:
     """The single source with the highest weighted retention among the store's current records of this model,
-    pruner, sparsity and budget (averaged over their seeds), or None."""
+    pruner, sparsity and budget at the final seeds (averaged over them), or None. Picked on the seeds it is then
+    compared on, it is favoured by the same winner's curse the advised set is kept from: a bias against the advised
+    set, never for it."""
     from .data import sources
     from .sweep import Store
 
@@ -215,8 +241,8 @@ def best_single(cfg: AdviseConfig) -> str | None:
 def compare(advised: Measured, other: Measured) -> dict:
     """Advised minus ``other`` on the weighted objective (points), paired by seed, with its verdict: ``holds`` when
     the paired test decides for the advised set (``verdicts.decide``: n >= 3, p < α, margin above the measured
-    drift) *and* the margin exceeds the seed-to-seed sd of either set; ``fails`` when it decides the other way;
-    else ``inconclusive``."""
+    drift) *and* the margin exceeds the seed-to-seed sd of either set; ``fails`` when both say the other set is
+    better; else ``inconclusive``."""
     import pandas as pd
 
     from .verdicts import decide, paired
@@ -227,7 +253,7 @@ def compare(advised: Measured, other: Measured) -> dict:
     noise = max(float(np.std(a, ddof=1)) if len(a) > 1 else math.inf,
                 float(np.std(b, ddof=1)) if len(b) > 1 else math.inf)
     verdict = decide(r)
-    if verdict == "holds" and not r["mean"] > noise:
+    if verdict != "inconclusive" and not abs(r["mean"]) > noise:  # either way, the margin must exceed the seed sd
         verdict = "inconclusive"
     return {"against": other.calibration, "margin_pts": r["mean"], "sd_pts": r["sd"], "n": r["n"],
             "agree": r["agree"], "p": r["p"], "seed_sd_pts": noise, "verdict": verdict}
@@ -263,6 +289,7 @@ def advise(cfg: AdviseConfig, progress: bool = True) -> dict:
     from .outputs import atomic_dir, check_output_dir
     from .spec import build
 
+    cfg.check()
     check_output_dir(cfg.out, cfg.overwrite, what="advise output folder")  # before the search, not after it
     t0 = time.perf_counter()
     study = search(cfg, progress)

@@ -410,7 +410,7 @@ def cmd_compare(args) -> int:
 def cmd_predict(args) -> int:
     from .data.calibration import CalibrationSet
     from .models import load_model
-    from .predict import fit, set_features
+    from .predict import fit, same_budget, set_features
     from .profile import profile
     from .sweep.tables import results_table
 
@@ -419,7 +419,16 @@ def cmd_predict(args) -> int:
                           "(`calibkit sweep`, or the committed study's results/embedded); give --store")
     cs = CalibrationSet.from_jsonl(args.file)
     df = results_table(args.store)
-    df = df[(df["model"] == args.model) & (df["suite"] == args.suite)] if len(df) else df
+    lengths = {len(x["input_ids"]) for x in cs.sequences}
+    if len(df):  # records of this model, suite and budget only (profile metrics depend on N x L)
+        mine = df[(df["model"] == args.model) & (df["suite"] == args.suite) & (df["method"] == args.pruner)]
+        seqlen = lengths.pop()
+        df = same_budget(mine, n=len(cs), seqlen=seqlen)
+        if not len(df) and len(mine):
+            have = sorted({f"{a}x{b}" for a, b in zip(mine["n"], mine["seqlen"])})
+            raise ConfigError(f"{args.store} has no {args.pruner} records of {len(cs)}x{seqlen} calibration sets "
+                              f"(it has {', '.join(have)}); profile metrics depend on N x L, so the predictor is "
+                              "fitted on sets of the queried size only")
     pred = fit(df, args.pruner, args.sparsity)  # refuses too few records before the model loads
     model, _ = load_model(args.model, device=args.device or "cpu")
     cs.check_vocab(model.get_input_embeddings().num_embeddings, args.model)
@@ -668,8 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--budget", default="16x256", help="calibration set size NxL (default 16x256, the embedded study's)")
     v.add_argument("--trials", type=_int_at_least(1), default=20)
     v.add_argument("--seeds", type=_int_list, default=[0], help="calibration seeds per trial (default 0)")
-    v.add_argument("--final-seeds", type=_int_list, default=[0, 1, 2],
-                   help="seeds of the final comparison (default 0,1,2; at least 3 for a verdict)")
+    v.add_argument("--final-seeds", type=_int_list, default=[1, 2, 3],
+                   help="seeds of the final comparison (default 1,2,3: at least 3 for a verdict, none of --seeds)")
     v.add_argument("--singles", type=lambda t: [x for x in t.split(",") if x],
                    help="single sources to compare against (default: the best one the store holds records of)")
     v.add_argument("--warm-start", help="a sweep store whose records fit the retention predictor that proposes the "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 
 from .profile import METRICS
 
@@ -28,10 +30,11 @@ def provenance(cs) -> dict:
     meta = cs.meta
     lengths = sorted({len(s["input_ids"]) for s in cs.sequences})
     return {"spec": meta.get("spec"), "seed": meta.get("seed"), "tokenizer": meta.get("tokenizer"),
-            "n": len(cs), "seqlen": lengths[0] if len(lengths) == 1 else lengths, "file": cs.origin,
+            "n": len(cs), "seqlen": lengths[0] if len(lengths) == 1 else lengths,
+            "file": Path(cs.origin).name if cs.origin else None,  # the name only: the card may be published
             "sources": cs.counts("source"), "dimensions": cs.counts("dimension"),
             "records_sha256": _sha256([[s.get("source"), s.get("records"), s.get("chosen")] for s in cs.sequences]),
-            "tokens_sha256": _sha256([s["input_ids"] for s in cs.sequences])}
+            "tokens_sha256": cs.tokens_digest()}
 
 
 def pruning_settings(report) -> dict:
@@ -58,9 +61,11 @@ def data_card(model: str, pruning: dict, cs=None, profile: dict | None = None, p
 
 
 def _hub_base(model: str) -> str | None:
+    """The hub id of the base model, or None for a local folder or a test model."""
     if model in HUB_BASE:
         return HUB_BASE[model]
-    return model if model.count("/") == 1 and not model.startswith((".", "/", "~")) else None
+    local = model.startswith((".", "/", "~")) or os.path.exists(model)
+    return model if model.count("/") == 1 and not local else None
 
 
 def _yaml_list(items) -> str:

@@ -2,16 +2,19 @@
 
 Fitted on the sweep records of one pruner at one sparsity (``sweep.results_table``): features are the fraction of
 the set's sequences from each capability pool (``frac_<dimension>``) and the seven profile metrics (constant or
-missing columns are dropped); the model is a standardised ridge regression with its penalty chosen by internal
-cross-validation (scikit-learn), one per target (S_<dimension>, S_total). Few sets, many correlated features: a
-linear model with shrinkage is what the data can carry.
+missing columns are dropped); the model is a standardised ridge regression with its penalty chosen by an inner
+grouped 5-fold search over sets (scikit-learn), one per target (S_<dimension>, S_total). Few sets, many correlated
+features: a linear model with shrinkage is what the data can carry. Only records of one calibration budget and one
+evaluation (N, L, item limit, tasks, eval dtype) are fitted together: profile metrics such as Volume depend on N × L.
 
 The error is measured honestly: leave-one-*calibration-set*-out (every seed of a set is held out together; holding
 out one seed of a set would test memory, not prediction), against a predict-the-training-mean baseline on the same
 folds. ``skill`` = 1 - MAE / baseline MAE. Whether it predicts better than the mean is decided per target by a
 one-sided Wilcoxon signed-rank test over the held-out sets (each set's mean absolute error against the baseline's,
-α 0.05): ``better than the mean`` (p < α), ``not better than the mean`` (skill <= 0), else ``inconclusive``. The interval of a prediction is ± the 90th percentile of the held-out absolute errors (split-conformal
-style over sets).
+α 0.05; at least MIN_SETS sets, since with fewer no p can fall below α): ``better than the mean`` (p < α),
+``not better than the mean`` (skill <= 0), else ``inconclusive``. The interval of a prediction is ± the empirical 90th percentile
+(with the (n + 1) finite-sample correction) of the held-out absolute errors over runs: a description of past
+errors, not a coverage guarantee (runs of one set are not exchangeable).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .data.calibration import pool_fractions
 from .data.sources import DIMENSIONS
 from .errors import CalibkitError
 from .profile import METRICS as PROFILE_METRICS
@@ -27,19 +31,28 @@ FEATURES = tuple(f"frac_{d}" for d in DIMENSIONS) + PROFILE_METRICS
 TARGETS = tuple(f"S_{d}" for d in DIMENSIONS) + ("S_total",)
 COVERAGE = 0.9
 ALPHA = 0.05
+MIN_SETS = 5  # a one-sided exact Wilcoxon over k sets cannot give p < 0.05 with k <= 4 (1/16 = 0.0625)
+ALPHAS = np.logspace(-2, 3, 7)
+INNER_FOLDS = 5  # the penalty search holds out sets in 5 groups (leave-one-set-out inside each outer fold is slow)
 
 
 class PredictError(CalibkitError, ValueError):
     pass
 
 
-def _model():
+def _model(X, y, groups):
+    """Imputer + scaler + ridge, its penalty chosen by a grouped k-fold search on (X, y) (the seeds of a set never
+    split between fitting and scoring), refitted on all of it."""
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 21)))
+    pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), Ridge())
+    folds = GroupKFold(n_splits=min(INNER_FOLDS, len(set(groups))))
+    search = GridSearchCV(pipe, {"ridge__alpha": ALPHAS}, cv=folds, scoring="neg_mean_absolute_error")
+    return search.fit(X, y, groups=groups).best_estimator_
 
 
 @dataclass
@@ -66,11 +79,20 @@ class Predictor:
                     "not better than the mean" if c["skill"] <= 0 else "inconclusive") for t, c in self.cv.items()}
 
 
+BUDGET = ("n", "seqlen", "limit", "tasks", "eval_dtype")  # records fitted together share these
+
+
 def training_rows(df, method: str, sparsity: str):
-    """The records of ``method`` at ``sparsity`` and the targets they measured (a suite may lack a dimension)."""
+    """The records of ``method`` at ``sparsity`` and the targets they measured (a suite may lack a dimension); they
+    must share one budget and evaluation (``BUDGET``): filter the table first (``same_budget``)."""
     if not len(df):
         return df, []
     rows = df[(df["method"] == method) & (df["sparsity"].astype(str) == str(sparsity))]
+    cols = [c for c in BUDGET if c in rows]
+    kinds = rows[cols].astype(str).drop_duplicates() if cols else rows.iloc[:1, :0]
+    if len(kinds) > 1:
+        raise PredictError(f"{method} at {sparsity}: the records mix calibration budgets or evaluations "
+                           f"({kinds.to_dict('records')}); fit on one (same_budget)")
     targets = [t for t in TARGETS if t in rows and rows[t].notna().all()]
     return rows, targets
 
@@ -82,9 +104,9 @@ def fit(df, method: str, sparsity: str) -> Predictor:
     rows, targets = training_rows(df, method, sparsity)
     groups = rows["label"].to_numpy() if len(rows) else np.array([])
     n_sets = len(set(groups))
-    if n_sets < 4:
+    if n_sets < MIN_SETS:
         raise PredictError(f"{method} at {sparsity}: {n_sets} calibration sets in the records; the predictor needs at "
-                           "least 4 different sets (held out one at a time)")
+                           f"least {MIN_SETS} different sets (held out one at a time)")
     usable = [f for f in FEATURES if f in rows and rows[f].notna().any() and rows[f].nunique(dropna=True) > 1]
     if not usable:
         raise PredictError(f"{method} at {sparsity}: no feature varies across the records")
@@ -95,7 +117,7 @@ def fit(df, method: str, sparsity: str) -> Predictor:
         pred, base = np.empty_like(y), np.empty_like(y)
         for g in np.unique(groups):
             test = groups == g
-            pred[test] = _model().fit(X[~test], y[~test]).predict(X[test])
+            pred[test] = _model(X[~test], y[~test], groups[~test]).predict(X[test])
             base[test] = y[~test].mean()
         err, err_base = np.abs(pred - y), np.abs(base - y)
         mae, mae_base = float(err.mean()), float(err_base.mean())
@@ -103,12 +125,20 @@ def fit(df, method: str, sparsity: str) -> Predictor:
         diff = per_set[:, 1] - per_set[:, 0]
         p = float(wilcoxon(diff, alternative="greater").pvalue) if np.any(diff != 0) else 1.0
         cv[t] = {"mae": mae, "baseline_mae": mae_base, "skill": 1 - mae / mae_base if mae_base > 0 else 0.0,
-                 "p": p, "interval": float(np.quantile(err, COVERAGE))}
-        models[t] = _model().fit(X, y)
+                 "p": p, "interval": float(np.quantile(err, min(1.0, np.ceil((len(err) + 1) * COVERAGE) / len(err))))}
+        models[t] = _model(X, y, groups)
     return Predictor(method, str(sparsity), usable, len(rows), n_sets, cv, models)
+
+
+def same_budget(df, **budget):
+    """The rows whose BUDGET columns equal ``budget`` (None matches a missing value)."""
+    for k, v in budget.items():
+        col = df[k]
+        df = df[col.isna()] if v is None else df[col.astype(str) == str(v)]
+    return df
 
 
 def set_features(cs, profile: dict) -> dict:
     """A calibration set's features: its pool fractions and its profile metrics."""
-    counts = cs.counts("dimension")
-    return {f"frac_{d}": counts.get(d, 0) / len(cs) for d in DIMENSIONS} | {m: profile.get(m) for m in PROFILE_METRICS}
+    return {f"frac_{d}": f for d, f in pool_fractions(cs.counts("dimension")).items()} | {
+        m: profile.get(m) for m in PROFILE_METRICS}

@@ -33,6 +33,10 @@ def test_compare_needs_a_significant_margin_above_the_seed_sd():
     assert worse["verdict"] == "fails"
     noisy = compare(_measured("a", [0.70, 0.60, 0.74]), _measured("b", [0.62, 0.58, 0.66]))
     assert noisy["verdict"] == "inconclusive"
+    # a steady 2-point margin (the paired test alone would decide) within a 10-point seed-to-seed sd: inconclusive
+    steady = compare(_measured("a", [0.52, 0.72, 0.62]), _measured("b", [0.50, 0.70, 0.60]))
+    assert steady["p"] == 0.0 and steady["seed_sd_pts"] == pytest.approx(10) and steady["verdict"] == "inconclusive"
+    assert compare(_measured("a", [0.50, 0.70, 0.60]), _measured("b", [0.52, 0.72, 0.62]))["verdict"] == "inconclusive"
     two = compare(_measured("a", [0.70, 0.71]), _measured("b", [0.60, 0.61]))
     assert two["verdict"] == "inconclusive"  # fewer than 3 seeds decide nothing
 
@@ -64,9 +68,13 @@ def test_advise_refuses_an_existing_output_before_searching(tmp_path):
     (tmp_path / "out" / "mine.txt").write_text("x")
     cfg = AdviseConfig(model="tiny-llama", pruner="wanda", sparsity="0.5", weights=parse_weights("code=1"), n=4,
                        seqlen=16, out=str(tmp_path / "out"), store=str(tmp_path / "runs"), trials=2, limit=1)
-    with pytest.raises(Exception, match="out"):
+    with pytest.raises(Exception, match="advise output folder"):
         advise(cfg, progress=False)
     assert not (tmp_path / "runs").exists()  # refused before any run
+    for bad, why in (({"final_seeds": (0, 1, 2)}, "search seed"), ({"tasks": ("ck_ptb_bpb",)}, "do not measure"),
+                     ({"store": str(tmp_path / "out" / "runs")}, "inside --out")):
+        with pytest.raises(ConfigError, match=why):
+            advise(AdviseConfig(**{**cfg.__dict__, **bad}), progress=False)
 
 
 def test_cli_advise_refuses_bad_weights_and_budgets(tmp_path, capsys):

@@ -54,3 +54,4 @@ def test_drift_bench_on_a_tiny_model(tmp_path):
     assert b["mask_flips_vs_first"] == 0 and b["max_rel_weight_diff_vs_first"] == 0 and a["S_total"] == b["S_total"]
     assert b["packages_differing_from_first"] == {} and b["scorer"] == "calibkit-scored-1"
     assert rep["spread_points"]["S_total"] == 0
+    assert a["calibkit_file"] == b["calibkit_file"] == str(BENCH.parent.parent / "calibkit" / "__init__.py")

@@ -36,10 +36,12 @@ def test_predictor_finds_a_linear_signal_and_says_when_there_is_none():
 
 
 def test_predictor_refuses_too_few_sets_and_constant_features():
-    with pytest.raises(PredictError, match="at least 4 different sets"):
+    with pytest.raises(PredictError, match="at least 5 different sets"):
         fit(_records(True, sets=3), "sparsegpt", "0.6")
     with pytest.raises(PredictError, match="0 calibration sets"):
         fit(_records(True), "wanda", "0.6")
+    with pytest.raises(PredictError, match="mix calibration budgets"):
+        fit(_records(True).assign(n=[16, 32] * 18), "sparsegpt", "0.6")
     flat = _records(True).assign(**{f: 1.0 for f in FEATURES})
     with pytest.raises(PredictError, match="no feature varies"):
         fit(flat, "sparsegpt", "0.6")
@@ -57,7 +59,7 @@ def test_cli_predict_on_a_tiny_store(tmp_path, capsys):
                                   "methods": ["wanda"], "sparsities": ["0.5"]}}}
     sweep.run_sweep(sweep.expand(prof), tmp_path / "store", progress=False)
     calib = tmp_path / "c.jsonl"
-    assert main(["build", "--mix", "1:1:3:1", "--n", "4", "--seqlen", "16", "--out", str(calib)]) == 0
+    assert main(["build", "--mix", "1:1:3:1", "--n", "2", "--seqlen", "16", "--out", str(calib)]) == 0
     capsys.readouterr()
     assert main(["predict", str(calib), "--pruner", "wanda", "--sparsity", "0.5", "--store", str(tmp_path / "store"),
                  "--model", "tiny-llama"]) == 0
@@ -66,3 +68,9 @@ def test_cli_predict_on_a_tiny_store(tmp_path, capsys):
     assert main(["predict", str(calib), "--pruner", "sparsegpt", "--sparsity", "0.5", "--store",
                  str(tmp_path / "store"), "--model", "tiny-llama"]) == 2
     assert main(["predict", str(calib), "--pruner", "wanda", "--sparsity", "0.5", "--store", str(tmp_path / "no")]) == 2
+    other = tmp_path / "o.jsonl"
+    assert main(["build", "--mix", "balanced", "--n", "4", "--seqlen", "16", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(other), "--pruner", "wanda", "--sparsity", "0.5", "--store", str(tmp_path / "store"),
+                 "--model", "tiny-llama"]) == 2
+    assert "no wanda records of 4x16 calibration sets (it has 2x16)" in capsys.readouterr().err

@@ -45,6 +45,20 @@ def _flat(values):
     return [x for v in values for x in (v if isinstance(v, list) else [v])]
 
 
+def test_scorer_truncates_and_rolls_windows_as_lm_eval_does():
+    """With a 32-token context, long documents become several rolling windows and long contexts are cut from the
+    left: the scorer gives lm-eval's per-item values there too (bits per byte and multiple-choice accuracy)."""
+    model, tok = load_model("tiny-llama")
+    tasks = {"embedded": ["ck_ptb_bpb", "ck_humaneval_bpb", "ck_social_iqa_bpb"],  # GSM8K answers exceed 32 tokens
+             "oasis": ["ck_ptb_ppl", "ck_arc_easy_val", "ck_hellaswag"]}
+    for suite_name, names in tasks.items():
+        ours = evaluate(model, tok, suite_name, limit=4, progress=False, tasks=names, max_length=32)
+        theirs = evaluate(model, tok, suite_name, limit=4, progress=False, tasks=names, max_length=32,
+                          scorer="lm-eval")
+        for task, values in ours["per_item"].items():
+            assert _flat(values) == pytest.approx(_flat(theirs["per_item"][task]), rel=2e-5, abs=1e-5), task
+
+
 def _budget(init, budget):
     def patched(self, *a, **k):
         init(self, *a, **(k | {"token_budget": budget}))

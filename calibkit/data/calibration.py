@@ -126,6 +126,15 @@ def _check_weights(weights: dict) -> None:
         raise ConfigError(f"mix weights sum to zero: {weights}")
 
 
+def pool_fractions(counts: dict[str, float]) -> dict[str, float]:
+    """The share of each capability pool (DIMENSIONS order) in per-pool counts or weights; other keys count in the
+    total (e.g. unlabelled sequences)."""
+    total = float(sum(counts.values()))
+    if total <= 0:
+        raise ConfigError(f"pool counts sum to zero: {counts}")
+    return {d: counts.get(d, 0) / total for d in DIMENSIONS}
+
+
 def allocate(n: int, weights: list[float]) -> list[int]:
     """Split ``n`` into integer parts proportional to ``weights`` (largest remainder, ties to the first)."""
     total = float(sum(weights))
@@ -172,6 +181,10 @@ class CalibrationSet:
     @property
     def texts(self) -> list[str]:
         return [s["text"] for s in self.sequences]
+
+    def tokens_digest(self) -> str:
+        """sha256 of the token ids, in order (what a pruner sees of the set)."""
+        return hashlib.sha256(json.dumps([s["input_ids"] for s in self.sequences]).encode()).hexdigest()
 
     def counts(self, key: str = "dimension") -> dict[str, int]:
         out: dict[str, int] = {}

@@ -58,8 +58,9 @@ def continuation_logprobs(hidden: torch.Tensor, head, rows: torch.Tensor, positi
     for start in range(0, len(targets), HEAD_CHUNK):
         sl = slice(start, start + HEAD_CHUNK)
         logits = head(hidden[rows[sl], positions[sl]]).float()
-        logps.append(torch.log_softmax(logits, dim=-1).gather(1, targets[sl, None]).squeeze(1))
-        greedy.append(logits.argmax(-1) == targets[sl])
+        target = targets[sl].to(logits.device)
+        logps.append(torch.log_softmax(logits, dim=-1).gather(1, target[:, None]).squeeze(1).cpu())
+        greedy.append((logits.argmax(-1) == target).cpu())
     return torch.cat(logps), torch.cat(greedy)
 
 
@@ -84,8 +85,8 @@ class ScoredLM(HFLM):
         """Refuse a model whose logits are not head(last hidden state) (soft-capping, scaling): compared once on a
         short input against the model's own forward."""
         x = torch.arange(1, 9, device=self.device)[None] % self.model.config.vocab_size
-        full = self.model(x).logits.float()
-        mine = self._head(self._body(x).last_hidden_state).float()
+        full = self.model(x).logits.float().cpu()
+        mine = self._head(self._body(x).last_hidden_state).float().cpu()
         if full.shape != mine.shape or not torch.allclose(full, mine, rtol=1e-3, atol=1e-3):
             raise ScorerError(f"{type(self.model).__name__}'s logits are not its output embedding of the last hidden "
                               "state (soft-capping or scaling?); evaluate it with scorer='lm-eval'")
@@ -112,6 +113,8 @@ class ScoredLM(HFLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         inputs, conts = [], []
         for _, context, continuation in requests:
+            if not context:  # lm-eval gives an empty context the prefix token; a request without one is malformed
+                raise ScorerError("a likelihood request without context tokens cannot be scored")
             if not continuation or len(continuation) > self.max_length:
                 raise ScorerError(f"a continuation of {len(continuation)} tokens cannot be scored with max_length "
                                   f"{self.max_length}")
@@ -131,8 +134,8 @@ class ScoredLM(HFLM):
                 targets += conts[i]
                 sizes.append(n_cont)
             hidden = self._body(ids.to(self.device)).last_hidden_state
-            logp, greedy = continuation_logprobs(
-                hidden, self._head, *(torch.tensor(v, device=self.device) for v in (rows, positions, targets)))
+            logp, greedy = continuation_logprobs(  # indices where the hidden states are (a sharded model's last)
+                hidden, self._head, *(torch.tensor(v, device=hidden.device) for v in (rows, positions, targets)))
             for i, lp, g in zip(group, logp.double().split(sizes), greedy.split(sizes)):
                 results[i] = (float(lp.sum()), bool(g.all()))
         for (key, _, _), answer in zip(requests, results):

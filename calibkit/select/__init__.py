@@ -7,8 +7,6 @@ Specs (``select:<method>[:<pool size>]:<pool spec>``) and the pool's draw live i
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict
 
@@ -39,10 +37,6 @@ def check(method: str, n: int, pool_size: int | None = None, pruner: str | None 
                           f"{pruner!r}")
 
 
-def _ids_digest(cs: CalibrationSet) -> str:
-    return hashlib.sha256(json.dumps([s["input_ids"] for s in cs.sequences]).encode()).hexdigest()
-
-
 def _learn(model, pool: CalibrationSet, task: CalibrationSet, pruner, sparsity, seed, P: OasisParams, progress,
            model_name: str | None) -> dict:
     """OASIS's result as a dict, kept in ``$CALIBKIT_CACHE/select/`` by content when the model has a name (the
@@ -55,8 +49,8 @@ def _learn(model, pool: CalibrationSet, task: CalibrationSet, pruner, sparsity, 
 
     if model_name is None:
         return make()
-    key = {"version": CACHE_VERSION, "model": identity(model_name), "pool": _ids_digest(pool),
-           "task": _ids_digest(C.choose(task, range(min(P.task_n, len(task))), "task")), "pruner": pruner,
+    key = {"version": CACHE_VERSION, "model": identity(model_name), "pool": pool.tokens_digest(),
+           "task": C.choose(task, range(min(P.task_n, len(task))), "task").tokens_digest(), "pruner": pruner,
            "sparsity": str(sparsity), "seed": int(seed), "params": P.as_dict()}
     return cache.cached("select", key, make, what="OASIS selection cache", prefix="oasis",
                         valid=lambda v: isinstance(v, dict) and "ranking" in v and "weights" in v)

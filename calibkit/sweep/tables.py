@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from ..data.calibration import pool_fractions
 from ..data.sources import DIMENSIONS
 from ..profile import METRICS as PROFILE_METRICS
 from .run import label_info
@@ -33,7 +34,9 @@ def results_table(store_root: str | os.PathLike):
     rows = []
     for r in Store(store_root).records():
         c = r["config"]
-        row = {k: c[k] for k in ("calibration", "n", "seqlen", "seed", "method", "sparsity", "model", "suite")}
+        row = {k: c.get(k) for k in ("calibration", "n", "seqlen", "seed", "method", "sparsity", "model", "suite",
+                                     "limit", "eval_dtype")}
+        row["tasks"] = ",".join(c["tasks"]) if c.get("tasks") else None
         row |= {"key": r["key"], "label": r["calibration"]["label"], "kind": r["calibration"]["kind"],
                 "pool": r["calibration"]["pool"], "S_total": r["retention"]["total"]}
         row |= {f"S_{d}": v for d, v in r["retention"]["dimensions"].items()}
@@ -44,7 +47,8 @@ def results_table(store_root: str | os.PathLike):
         row |= {f"score_{t}": v for t, v in r["scores"].items()}
         row |= {m: (r["profile"] or {}).get(m) for m in PROFILE_METRICS}
         counts = r["calibration"].get("counts") or {}  # sequences per capability pool (none: no calibration data)
-        row |= {f"frac_{d}": counts.get(d, 0) / sum(counts.values()) if counts else None for d in DIMENSIONS}
+        row |= {f"frac_{d}": f for d, f in pool_fractions(counts).items()} if counts else {
+            f"frac_{d}": None for d in DIMENSIONS}
         row |= {"achieved_sparsity": r["prune"]["totals"].get("sparsity"),
                 "mean_recon_error": r["prune"]["totals"].get("mean_recon_error"),
                 "prune_warnings": len(r["prune"]["warnings"])}
