@@ -201,6 +201,7 @@ def search(cfg: AdviseConfig, progress: bool = True):
     for w in starts:
         study.enqueue_trial({f"w_{d}": x for d, x in zip(DIMENSIONS, w)})
     bar = tqdm(total=cfg.trials, desc="advise", unit="trial", disable=not progress)
+    best: list[float] = []  # best objective so far, after each measured trial
 
     def objective(trial) -> float:
         w = [trial.suggest_float(f"w_{d}", 0.0, 1.0, step=GRID) for d in DIMENSIONS]
@@ -209,9 +210,9 @@ def search(cfg: AdviseConfig, progress: bool = True):
         spec = mixture(w, cfg.n)
         trial.set_user_attr("calibration", spec)
         value = float(np.mean(measure(cfg, spec, cfg.seeds).objectives))
-        best = max(value, study.best_value) if any(t.value is not None for t in study.trials[:-1]) else value
+        best.append(max([value, *best]))
         bar.update()
-        bar.set_postfix_str(f"{spec}: {100 * value:.2f} (best {100 * best:.2f})")
+        bar.set_postfix_str(f"{spec}: {100 * value:.2f} (best {100 * best[-1]:.2f})")
         return value
 
     try:
@@ -231,8 +232,9 @@ def best_single(cfg: AdviseConfig) -> str | None:
 
     store, best = Store(cfg.store), None
     for name in sources.names(family="embedded"):
-        recs = [store.get(c) for c in cfg.configs(name, cfg.final_seeds)]
-        if all(r is not None for r in recs) and all(store.done(c) for c in cfg.configs(name, cfg.final_seeds)):
+        configs = cfg.configs(name, cfg.final_seeds)
+        if all(store.done(c) for c in configs):
+            recs = [store.get(c) for c in configs]
             score = float(np.mean([weighted(r["retention"]["dimensions"], cfg.weights) for r in recs]))
             best = max(best or (score, name), (score, name))
     return best[1] if best else None
