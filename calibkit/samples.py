@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, verdict_block
+from .verdicts import ALPHA, spearman_ci, verdict_block
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -126,8 +126,6 @@ def context_dependency(df: pd.DataFrame, a: str, b: str, iters: int = 2000, seed
     """Which sample is golden depends on the pruner (OASIS Figure 6): Spearman rho between two pruners' per-sample
     perplexities (finite ones) with a bootstrap 95 % CI over samples. The claim ("not universal") holds when the CI
     excludes rho = 1 by a margin, i.e. its upper end is below 0.9; fails when the lower end is above 0.9."""
-    from scipy.stats import spearmanr
-
     x, y = singles(df, a), singles(df, b)
     common = x.index.intersection(y.index)
     x, y = x[common].to_numpy(float), y[common].to_numpy(float)
@@ -135,18 +133,12 @@ def context_dependency(df: pd.DataFrame, a: str, b: str, iters: int = 2000, seed
     x, y = x[ok], y[ok]
     claim = f"sample quality depends on the pruner ({a} vs {b})"
     test = "Spearman rho of per-sample perplexity, bootstrap 95 % CI over samples; holds if the CI is below 0.9"
-    boot = []
-    if len(x) >= 5 and len(set(x)) > 1 and len(set(y)) > 1:
-        rng = np.random.default_rng(seed)
-        for _ in range(iters):
-            i = rng.integers(0, len(x), len(x))
-            if len(set(x[i])) > 1 and len(set(y[i])) > 1:
-                boot.append(spearmanr(x[i], y[i])[0])
-    if not boot:
+    r = (spearman_ci(x, y, np.random.default_rng(seed), iters)
+         if len(x) >= 5 and len(set(x)) > 1 and len(set(y)) > 1 else None)
+    if r is None or np.isnan(r["lo"]):
         return {"claim": claim, "test": test, "verdict": "inconclusive", "numbers": {"n": len(x)},
                 "text": f"{len(x)} samples with finite perplexity under both: too few or constant"}
-    rho = float(spearmanr(x, y)[0])
-    lo, hi = (float(q) for q in np.nanquantile(boot, [0.025, 0.975]))
+    rho, lo, hi = r["rho"], r["lo"], r["hi"]
     verdict = "holds" if hi < 0.9 else "fails" if lo > 0.9 else "inconclusive"
     return {"claim": claim, "test": test, "verdict": verdict, "numbers": {"rho": rho, "lo": lo, "hi": hi,
                                                                           "n": len(x)},

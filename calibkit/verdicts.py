@@ -248,8 +248,6 @@ def spearman_sources(df: pd.DataFrame, method: str, sparsity: str, metric: str =
     """Spearman rho between a profile metric and each dimension's retention over single sources (seed-averaged
     metric and retention; ``with_mix`` adds mix_balanced as the study does not), with scipy's p and a bootstrap
     95 % CI over sets (sets resampled with replacement, ITERS draws)."""
-    from scipy.stats import spearmanr
-
     d = _cell(df, method, sparsity)
     d = main_sets(d) if with_mix else d[d["kind"] == "source"]
     g = d.groupby("label")[[metric] + COLUMNS].mean().dropna()
@@ -262,16 +260,24 @@ def spearman_sources(df: pd.DataFrame, method: str, sparsity: str, metric: str =
             rows.append({"retention": c.removeprefix("S_"), "rho": np.nan, "p": np.nan, "lo": np.nan, "hi": np.nan,
                          "n": n})
             continue
-        rho, p = spearmanr(x, y)
-        boot = []
-        for _ in range(ITERS):
-            i = rng.integers(0, n, n)
-            if len(set(x[i])) > 1 and len(set(y[i])) > 1:
-                boot.append(spearmanr(x[i], y[i])[0])
-        lo, hi = np.nanquantile(boot, [0.025, 0.975])
-        rows.append({"retention": c.removeprefix("S_"), "rho": float(rho), "p": float(p), "lo": float(lo),
-                     "hi": float(hi), "n": n})
+        rows.append({"retention": c.removeprefix("S_"), **spearman_ci(x, y, rng), "n": n})
     return pd.DataFrame(rows).set_index("retention")
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, iters: int = ITERS) -> dict:
+    """Spearman rho and scipy's p of paired values, with a bootstrap 95 % CI (pairs resampled with replacement;
+    draws with a constant side have no ranking and are skipped; no draw left: a NaN CI). The caller checks there
+    are enough pairs."""
+    from scipy.stats import spearmanr
+
+    boot = []
+    for _ in range(iters):
+        i = rng.integers(0, len(x), len(x))
+        if len(set(x[i])) > 1 and len(set(y[i])) > 1:
+            boot.append(spearmanr(x[i], y[i])[0])
+    rho, p = spearmanr(x, y)
+    lo, hi = np.nanquantile(boot, [0.025, 0.975]) if boot else (np.nan, np.nan)
+    return {"rho": float(rho), "p": float(p), "lo": float(lo), "hi": float(hi)}
 
 
 def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
