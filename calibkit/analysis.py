@@ -240,6 +240,9 @@ def prune_runs(df: pd.DataFrame) -> pd.DataFrame:
     return df[cols].sort_values(["method", "sparsity", "label"]).set_index(["method", "sparsity", "label", "seed"])
 
 
+FULL_SHARE = 0.8  # a run's CPU share (``sweep.run.cpu_share``) above which it had its cores to itself
+
+
 def timing_markdown(df: pd.DataFrame) -> str:
     """Where the time of the runs in the store went: per pruner, and per stage (building the calibration set —
     generation for self-generated sets —, profiling it, pruning, evaluating; the rest is copying the model and
@@ -250,8 +253,15 @@ def timing_markdown(df: pd.DataFrame) -> str:
     total = df["run_s"].sum()
     parts = ", ".join(f"{c.removesuffix('_s')} {df[c].sum() / 60:.1f} min ({df[c].sum() / total:.0%})"
                       for c in stages) if total else ""
-    return (f"{len(df)} runs, {total / 60:.1f} min of run time in the store: {parts}; the rest is copying the model "
-            "and the one dense evaluation per process.\n\n" + t.to_markdown())
+    text = (f"{len(df)} runs, {total / 60:.1f} min of run time in the store: {parts}; the rest is copying the model "
+            "and the one dense evaluation per process.")
+    ev = df[df["eval_cpu_share"].notna()] if "eval_cpu_share" in df.columns else df.iloc[:0]
+    alone = ev[ev["eval_cpu_share"] >= FULL_SHARE]
+    if len(alone):
+        text += (f" Evaluation of one pruned model, over the {len(alone)} of {len(ev)} recorded runs that had the CPU "
+                 f"to themselves (CPU share >= {FULL_SHARE}): median {alone['eval_s'].median():.1f} s, range "
+                 f"{alone['eval_s'].min():.1f}-{alone['eval_s'].max():.1f} s.")
+    return text + "\n\n" + t.to_markdown()
 
 
 def noise_markdown(df: pd.DataFrame, se: pd.DataFrame) -> str:

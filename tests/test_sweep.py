@@ -56,7 +56,18 @@ def test_killed_sweep_resumes_with_one_record_per_config(tmp_path):
     records = [json.loads(p.read_text()) for p in files]
     assert sorted(r["key"] for r in records) == sorted(c.key for c in configs)  # each config once, none extra
     assert all(p.stem == r["key"] and "total" in r["retention"] for p, r in zip(files, records))
+    assert all(0 < r["cpu_share"]["eval"] < 1.5 and 0 < r["cpu_share"]["run"] < 1.5 for r in records)
     assert not list(store.rglob(".*.tmp-*"))
+
+
+def test_timing_reports_evaluation_time_only_over_runs_that_had_the_cpu():
+    from calibkit.analysis import timing_markdown
+
+    df = pd.DataFrame({"method": ["wanda"] * 4, "build_s": 0.0, "profile_s": 0.0, "prune_s": 10.0,
+                       "eval_s": [50.0, 60.0, 200.0, 70.0], "run_s": [60.0, 70.0, 210.0, 80.0],
+                       "eval_cpu_share": [0.95, 0.9, 0.5, None]})
+    text = timing_markdown(df)
+    assert "over the 2 of 3 recorded runs" in text and "median 55.0 s, range 50.0-60.0 s" in text
 
 
 def test_ray_executor_matches_local(tmp_path):

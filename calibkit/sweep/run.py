@@ -77,6 +77,15 @@ def _prune_summary(report) -> dict:
     return {"totals": report.totals, "timing": report.timing, "warnings": report.warnings}
 
 
+def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
+    """The share of the CPU this process got: its CPU seconds over wall seconds x torch's threads. Near 1 when the
+    run had its cores to itself; about 0.5 when another job of the same size ran beside it (its wall times are then
+    inflated and are not the tool's speed)."""
+    import torch
+
+    return round(cpu_seconds / max(wall_seconds * torch.get_num_threads(), 1e-9), 3)
+
+
 def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") -> dict:
     """Build the calibration set, profile it, prune a fresh copy of the model, evaluate, write the record."""
     import torch
@@ -86,7 +95,7 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     from ..eval.harness import dense_scores, evaluate
     from ..eval.retention import bootstrap_se, retention
     store = Store(store_root)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model, tok = fresh_model(cfg.model)
     dtype = getattr(torch, cfg.eval_dtype)
     t_build = time.perf_counter()
@@ -99,7 +108,9 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     dense = dense_scores(cfg.model, lambda: (copy.deepcopy(model).to(dtype), tok), cfg.suite, cfg.limit,
                          tasks=tasks, dtype=cfg.eval_dtype, progress=False)
     report = _prune(model, cs, cfg, device)
+    c_eval = time.process_time()
     res = evaluate(model.to(device=device, dtype=dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
+    c_eval = time.process_time() - c_eval
     lower = set(res["lower_is_better"])
     ret = retention(res["scores"], dense["scores"], res["dimensions"], lower)
     se = bootstrap_se(res["per_item"], dense["per_item"], res["dimensions"], lower, seed=0,
@@ -112,6 +123,8 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
               "retention_se": se, "items": {"pruned": res["per_item"], "dense": dense["per_item"]},
               "seconds": {"prune": report.timing["total"], "eval": res["seconds"], "profile": t_profile,
                           "build": t_build, "run": time.perf_counter() - t0},
+              "cpu_share": {"eval": cpu_share(c_eval, res["seconds"]),
+                            "run": cpu_share(time.process_time() - c0, time.perf_counter() - t0)},
               "versions": {"calibkit": __version__, "torch": torch.__version__, "python": platform.python_version()},
               "environment": describe(),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}

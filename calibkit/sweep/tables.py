@@ -53,5 +53,6 @@ def results_table(store_root: str | os.PathLike):
                 "mean_recon_error": r["prune"]["totals"].get("mean_recon_error"),
                 "prune_warnings": len(r["prune"]["warnings"])}
         row |= {f"{k}_s": r["seconds"].get(k) for k in ("build", "profile", "prune", "eval", "run")}
+        row["eval_cpu_share"] = (r.get("cpu_share") or {}).get("eval")  # records before it: None
         rows.append(row)
     return pd.DataFrame(rows)
