@@ -55,7 +55,9 @@ def test_advise_on_a_tiny_model_is_reproducible_and_resumes(tmp_path):
     assert set(report["final"]) == {best["calibration"], "balanced", "codeio"}
     assert all(len(m["seeds"]) == 3 for m in report["final"].values())
     assert json.loads((out / "calibration.meta.json").read_text())["n"] == 8
-    runs = len(list((tmp_path / "runs" / "runs").glob("*.json")))
+    records = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "runs").glob("*.json")]
+    assert records and all(r["profile"] is None for r in records)  # advise does not profile its sets
+    runs = len(records)
     # the same command again (same seed): the same trials and choice, every run read from the store
     again = advise(AdviseConfig(**{**cfg.__dict__, "out": str(tmp_path / "again")}), progress=False)
     assert [t["calibration"] for t in again["trials"]] == [t["calibration"] for t in report["trials"]]

@@ -15,8 +15,9 @@ from .store import Store
 
 def run_sweep(configs: list[RunConfig], store_root: str | os.PathLike, executor: str = "local",
               device: str = "cpu", ray_address: str | None = None, cpus_per_run: int = 2, progress: bool = True,
-              ) -> dict:
-    """Run every config whose record is missing. Returns {"done": n already there, "ran": n, "seconds": s}."""
+              profile: bool = True) -> dict:
+    """Run every config whose record is missing (``profile=False``: without profiling the calibration sets; a
+    record that exists is used either way). Returns {"done": n already there, "ran": n, "seconds": s}."""
     store = Store(store_root)
     store.claim()
     store.clean_partial()
@@ -30,10 +31,10 @@ def run_sweep(configs: list[RunConfig], store_root: str | os.PathLike, executor:
     if executor == "local":
         for cfg in todo:
             bar.set_postfix_str(f"{cfg.calibration} {cfg.method} {cfg.sparsity}")
-            run_one(cfg, store.root, device)
+            run_one(cfg, store.root, device, profile)
             bar.update()
     elif executor == "ray":
-        _run_ray(todo, store, device, ray_address, cpus_per_run, bar)
+        _run_ray(todo, store, device, ray_address, cpus_per_run, bar, profile)
     else:
         raise SweepError(f"unknown executor {executor!r}; use local or ray")
     bar.close()
@@ -41,7 +42,8 @@ def run_sweep(configs: list[RunConfig], store_root: str | os.PathLike, executor:
             "seconds": time.perf_counter() - t0}
 
 
-def _run_ray(todo: list[RunConfig], store: Store, device: str, address: str | None, cpus: int, bar) -> None:
+def _run_ray(todo: list[RunConfig], store: Store, device: str, address: str | None, cpus: int, bar,
+             profile: bool = True) -> None:
     try:
         import ray
     except ImportError:
@@ -53,7 +55,7 @@ def _run_ray(todo: list[RunConfig], store: Store, device: str, address: str | No
                  **({} if address else {"num_cpus": max(cpus, os.cpu_count() or 1)}))
     try:
         task = ray.remote(num_cpus=cpus, num_gpus=1 if device.startswith("cuda") else 0)(_ray_run)
-        pending = [task.remote(asdict(c), str(store.root.resolve()), device) for c in todo]
+        pending = [task.remote(asdict(c), str(store.root.resolve()), device, profile) for c in todo]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             ray.get(ready)  # re-raises a failed run's error here
@@ -63,7 +65,7 @@ def _run_ray(todo: list[RunConfig], store: Store, device: str, address: str | No
             ray.shutdown()
 
 
-def _ray_run(cfg: dict, store_root: str, device: str) -> str:
+def _ray_run(cfg: dict, store_root: str, device: str, profile: bool = True) -> str:
     cfg = RunConfig(**(cfg | {"tasks": tuple(cfg["tasks"]) if cfg.get("tasks") else None}))
-    run_one(cfg, store_root, device)
+    run_one(cfg, store_root, device, profile)
     return cfg.key

@@ -86,8 +86,10 @@ def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
     return round(cpu_seconds / max(wall_seconds * torch.get_num_threads(), 1e-9), 3)
 
 
-def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") -> dict:
-    """Build the calibration set, profile it, prune a fresh copy of the model, evaluate, write the record."""
+def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu", profile: bool = True) -> dict:
+    """Build the calibration set, profile it (unless ``profile`` is False: the record's profile is then None, e.g.
+    for ``calibkit advise``, whose objective does not read it), prune a fresh copy of the model, evaluate, write
+    the record."""
     import torch
 
     from .. import __version__
@@ -102,7 +104,7 @@ def run_one(cfg: RunConfig, store_root: str | os.PathLike, device: str = "cpu") 
     cs = _calibration(cfg, tok, model)  # self-generated sets: the generation happens here (cached by the store)
     t_profile = time.perf_counter()
     t_build = t_profile - t_build
-    prof = _profile(cfg, cs, model, store)
+    prof = _profile(cfg, cs, model, store) if profile else None
     t_profile = time.perf_counter() - t_profile
     tasks = list(cfg.tasks) if cfg.tasks else None
     dense = dense_scores(cfg.model, lambda: (copy.deepcopy(model).to(dtype), tok), cfg.suite, cfg.limit,
