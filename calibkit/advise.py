@@ -7,8 +7,9 @@ same counts are the same set, and the same run), and the objective is the weight
 capable), averaged over the search seeds. The first trial is mix_balanced; ``warm_start`` adds the mixtures the
 retention predictor (``calibkit.predict``, fitted on a store's records) ranks highest. The chosen mixture is then
 measured over the final seeds next to mix_balanced (and the best single source the store holds records of, or the
-sources named), and written out: the set (jsonl + a ``datasets`` folder for llm-compressor), a JSON report, a
-markdown summary and the search trajectory plot. The same inputs and seed give the same trials and the same set.
+sources named), and written out: the recommended set (the chosen mixture if its comparison with mix_balanced
+holds on the final seeds, else mix_balanced: ``recommend``; jsonl + a ``datasets`` folder for llm-compressor), a
+JSON report, a markdown summary and the search trajectory plot. The same inputs and seed give the same trials and the same set.
 """
 from __future__ import annotations
 
@@ -261,6 +262,21 @@ def compare(advised: Measured, other: Measured) -> dict:
             "agree": r["agree"], "p": r["p"], "seed_sd_pts": noise, "verdict": verdict}
 
 
+def recommend(chosen: str, comparisons: list[dict]) -> dict:
+    """The set to use: the chosen mixture when its comparison with mix_balanced ``holds`` on the final seeds (or it
+    is mix_balanced), else mix_balanced — a searched mixture that is not shown better on seeds the search did not
+    see is the best of many noisy trials, not a better set."""
+    if chosen == BALANCED:
+        return {"calibration": BALANCED, "why": "the search's best mixture is mix_balanced itself"}
+    vs = next(c for c in comparisons if c["against"] == BALANCED)
+    if vs["verdict"] == "holds":
+        return {"calibration": chosen, "why": f"it beats mix_balanced on the final seeds "
+                                              f"({vs['margin_pts']:+.2f} pts, p={vs['p']:.3f}; holds)"}
+    return {"calibration": BALANCED, "why": f"the chosen mixture {chosen} does not beat mix_balanced on the final "
+                                            f"seeds ({vs['margin_pts']:+.2f} pts, p={vs['p']:.3f}; "
+                                            f"{vs['verdict']})"}
+
+
 def trajectory_plot(trials: list[dict], path: Path) -> Path:
     """Objective per trial and the best so far (seaborn)."""
     import matplotlib
@@ -290,6 +306,7 @@ def advise(cfg: AdviseConfig, progress: bool = True) -> dict:
 
     from .outputs import atomic_dir, check_output_dir
     from .spec import build
+    from .sweep import Store
 
     cfg.check()
     check_output_dir(cfg.out, cfg.overwrite, what="advise output folder")  # before the search, not after it
@@ -303,12 +320,18 @@ def advise(cfg: AdviseConfig, progress: bool = True) -> dict:
     others = [BALANCED] + list(cfg.singles or ([s] if (s := best_single(cfg)) else []))
     measured = {c: measure(cfg, c, cfg.final_seeds) for c in dict.fromkeys([best["calibration"], *others])}
     advised = measured[best["calibration"]]
-    report = {"config": asdict(cfg) | {"weights": cfg.weights}, "chosen": best,
-              "final": {c: m.summary() for c, m in measured.items()},
-              "comparisons": [compare(advised, measured[c]) for c in others if c != best["calibration"]],
-              "trials": trials, "seconds": {"search": t_search, "total": time.perf_counter() - t0},
+    comparisons = [compare(advised, measured[c]) for c in others if c != best["calibration"]]
+    rec = recommend(best["calibration"], comparisons)
+    used = {c.key: c for t in dict.fromkeys(t["calibration"] for t in trials) for c in cfg.configs(t, cfg.seeds)}
+    used |= {c.key: c for m in measured for c in cfg.configs(m, cfg.final_seeds)}
+    store = Store(cfg.store)
+    report = {"config": asdict(cfg) | {"weights": cfg.weights}, "chosen": best, "recommended": rec,
+              "final": {c: m.summary() for c, m in measured.items()}, "comparisons": comparisons,
+              "trials": trials, "seconds": {"search": t_search, "total": time.perf_counter() - t0,
+                                            "runs": sum(store.get(c)["seconds"]["run"] for c in used.values())},
+              "runs": len(used),
               "single_source": None if cfg.singles else (others[1] if len(others) > 1 else None)}
-    cs = build(best["calibration"], n=cfg.n, seqlen=cfg.seqlen, seed=cfg.final_seeds[0], model_name=cfg.model,
+    cs = build(rec["calibration"], n=cfg.n, seqlen=cfg.seqlen, seed=cfg.final_seeds[0], model_name=cfg.model,
                progress=False)
     with atomic_dir(cfg.out, cfg.overwrite, what="advise output folder") as tmp:
         cs.to_jsonl(tmp / "calibration.jsonl")
@@ -320,12 +343,15 @@ def advise(cfg: AdviseConfig, progress: bool = True) -> dict:
 
 
 def summary_markdown(report: dict) -> str:
-    cfg, best = report["config"], report["chosen"]
+    cfg, best, rec = report["config"], report["chosen"], report["recommended"]
     w = ", ".join(f"{d} {x:g}" for d, x in cfg["weights"].items())
     lines = [f"# calibkit advise: {cfg['model']}, {cfg['pruner']} {cfg['sparsity']}, {cfg['n']}x{cfg['seqlen']}", "",
              f"Weights: {w}. {len(report['trials'])} trials (Optuna TPE, seed {cfg['seed']}, search seeds "
-             f"{list(cfg['seeds'])}); {report['seconds']['total'] / 60:.1f} min.", "",
-             f"**Chosen mixture** (sequences per pool G:C:K:M): `{best['calibration']}`, found at trial "
+             f"{list(cfg['seeds'])}); this invocation {report['seconds']['total'] / 60:.1f} min; the "
+             f"{report['runs']} prune + eval runs it used took {report['seconds']['runs'] / 60:.1f} min when they "
+             "were computed (the store keeps them).", "",
+             f"**Recommended set: `{rec['calibration']}`** ({rec['why']}); `calibration.jsonl` holds it.", "",
+             f"Chosen mixture of the search (sequences per pool G:C:K:M): `{best['calibration']}`, found at trial "
              f"{best['number']}.", "", "| set | weighted retention | " + " | ".join(
                  d for d in DIMENSIONS) + " | seeds |", "|---|---|" + "---|" * len(DIMENSIONS) + "---|"]
     sd = lambda v: "" if v is None else f" ± {100 * v:.2f}"  # noqa: E731

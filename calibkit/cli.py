@@ -468,6 +468,7 @@ def cmd_advise(args) -> int:
     for c in report["comparisons"]:
         print(f"vs {c['against']}: {c['margin_pts']:+.2f} pts over {c['n']} seeds (p {c['p']:.3f}, seed sd "
               f"{c['seed_sd_pts']:.2f}): {c['verdict']}")
+    print(f"recommended set: {report['recommended']['calibration']} ({report['recommended']['why']})")
     print(f"wrote {args.out}/ (calibration.jsonl, calibration_dataset/, advise_report.json, README.md, "
           f"trajectory.png); runs in {cfg.store}")
     return 0

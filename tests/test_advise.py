@@ -41,6 +41,18 @@ def test_compare_needs_a_significant_margin_above_the_seed_sd():
     assert two["verdict"] == "inconclusive"  # fewer than 3 seeds decide nothing
 
 
+def test_the_recommended_set_is_the_searched_one_only_when_it_beats_balanced():
+    from calibkit.advise import recommend
+
+    better = compare(_measured("2:2:8:4", [0.70, 0.71, 0.72]), _measured("balanced", [0.60, 0.605, 0.61]))
+    assert recommend("2:2:8:4", [better])["calibration"] == "2:2:8:4"
+    noisy = compare(_measured("2:2:8:4", [0.70, 0.60, 0.74]), _measured("balanced", [0.62, 0.58, 0.66]))
+    single = compare(_measured("2:2:8:4", [0.70, 0.71, 0.72]), _measured("codeio", [0.60, 0.605, 0.61]))
+    r = recommend("2:2:8:4", [noisy, single])  # beating a single source is not enough
+    assert r["calibration"] == "balanced" and "inconclusive" in r["why"]
+    assert recommend("balanced", [single])["calibration"] == "balanced"
+
+
 def test_advise_on_a_tiny_model_is_reproducible_and_resumes(tmp_path):
     cfg = AdviseConfig(model="tiny-llama", pruner="wanda", sparsity="0.5", weights=parse_weights("code=2,general=1"),
                        n=8, seqlen=16, out=str(tmp_path / "out"), store=str(tmp_path / "runs"), trials=4,
@@ -55,6 +67,11 @@ def test_advise_on_a_tiny_model_is_reproducible_and_resumes(tmp_path):
     assert set(report["final"]) == {best["calibration"], "balanced", "codeio"}
     assert all(len(m["seeds"]) == 3 for m in report["final"].values())
     assert json.loads((out / "calibration.meta.json").read_text())["n"] == 8
+    vs = {c["against"]: c["verdict"] for c in report["comparisons"]}
+    rec = report["recommended"]["calibration"]
+    assert rec == (best["calibration"] if vs.get("balanced") == "holds" else "balanced")
+    assert f"Recommended set: `{rec}`" in (out / "README.md").read_text()
+    assert report["runs"] >= 6 and report["seconds"]["runs"] > 0
     records = [json.loads(f.read_text()) for f in (tmp_path / "runs" / "runs").glob("*.json")]
     assert records and all(r["profile"] is None for r in records)  # advise does not profile its sets
     runs = len(records)
