@@ -9,7 +9,8 @@ retention predictor (``calibkit.predict``, fitted on a store's records) ranks hi
 measured over the final seeds next to mix_balanced (and the best single source the store holds records of, or the
 sources named), and written out: the recommended set (the chosen mixture if its comparison with mix_balanced
 holds on the final seeds, else mix_balanced: ``recommend``; jsonl + a ``datasets`` folder for llm-compressor), a
-JSON report, a markdown summary and the search trajectory plot. The same inputs and seed give the same trials and the same set.
+JSON report, a markdown summary and the search trajectory plot. The same inputs and seed give the same trials and
+the same set.
 """
 from __future__ import annotations
 
