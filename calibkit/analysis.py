@@ -255,11 +255,11 @@ def timing_markdown(df: pd.DataFrame) -> str:
                       for c in stages) if total else ""
     text = (f"{len(df)} runs, {total / 60:.1f} min of run time in the store: {parts}; the rest is copying the model "
             "and the one dense evaluation per process.")
-    ev = df[df["eval_cpu_share"].notna()] if "eval_cpu_share" in df.columns else df.iloc[:0]
-    alone = ev[ev["eval_cpu_share"] >= FULL_SHARE]
+    share = df["eval_cpu_share"] if "eval_cpu_share" in df.columns else pd.Series(np.nan, index=df.index)
+    alone = df[share >= FULL_SHARE]
     if len(alone):
-        text += (f" Evaluation of one pruned model, over the {len(alone)} of {len(ev)} recorded runs that had the CPU "
-                 f"to themselves (CPU share >= {FULL_SHARE}): median {alone['eval_s'].median():.1f} s, range "
+        text += (f" Evaluation of one pruned model, over the {len(alone)} of {share.notna().sum()} recorded runs that "
+                 f"had the CPU to themselves (CPU share >= {FULL_SHARE}): median {alone['eval_s'].median():.1f} s, range "
                  f"{alone['eval_s'].min():.1f}-{alone['eval_s'].max():.1f} s.")
     return text + "\n\n" + t.to_markdown()
 
