@@ -261,6 +261,11 @@ def timing_markdown(df: pd.DataFrame) -> str:
         text += (f" Evaluation of one pruned model, over the {len(alone)} of {share.notna().sum()} recorded runs that "
                  f"had the CPU to themselves (CPU share >= {FULL_SHARE}): median {alone['eval_s'].median():.1f} s, range "
                  f"{alone['eval_s'].min():.1f}-{alone['eval_s'].max():.1f} s.")
+    if (shared := int((~(share >= FULL_SHARE)).sum())):
+        text += (f" {shared} of the {len(df)} runs have no CPU share >= {FULL_SHARE} on record (computed beside other "
+                 "work, or before the share was recorded): their times include waiting for the CPU, so the sums above "
+                 "are an upper bound on the study's compute. A profile is computed once per calibration set and reused "
+                 "(0 s where the store already had it).")
     return text + "\n\n" + t.to_markdown()
 
 

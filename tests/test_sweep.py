@@ -68,6 +68,7 @@ def test_timing_reports_evaluation_time_only_over_runs_that_had_the_cpu():
                        "eval_cpu_share": [0.95, 0.9, 0.5, None]})
     text = timing_markdown(df)
     assert "over the 2 of 3 recorded runs" in text and "median 55.0 s, range 50.0-60.0 s" in text
+    assert "2 of the 4 runs have no CPU share >= 0.8 on record" in text
 
 
 def test_ray_executor_matches_local(tmp_path):
