@@ -254,18 +254,18 @@ def timing_markdown(df: pd.DataFrame) -> str:
     parts = ", ".join(f"{c.removesuffix('_s')} {df[c].sum() / 60:.1f} min ({df[c].sum() / total:.0%})"
                       for c in stages) if total else ""
     text = (f"{len(df)} runs, {total / 60:.1f} min of run time in the store: {parts}; the rest is copying the model "
-            "and the one dense evaluation per process.")
+            "and the one dense evaluation per process. A profile is computed once per calibration set (0 s where the "
+            "store already had it).")
     share = df["eval_cpu_share"] if "eval_cpu_share" in df.columns else pd.Series(np.nan, index=df.index)
     alone = df[share >= FULL_SHARE]
     if len(alone):
         text += (f" Evaluation of one pruned model, over the {len(alone)} of {share.notna().sum()} recorded runs that "
                  f"had the CPU to themselves (CPU share >= {FULL_SHARE}): median {alone['eval_s'].median():.1f} s, range "
                  f"{alone['eval_s'].min():.1f}-{alone['eval_s'].max():.1f} s.")
-    if (shared := int((~(share >= FULL_SHARE)).sum())):
-        text += (f" {shared} of the {len(df)} runs have no CPU share >= {FULL_SHARE} on record (computed beside other "
-                 "work, or before the share was recorded): their times include waiting for the CPU, so the sums above "
-                 "are an upper bound on the study's compute. A profile is computed once per calibration set and reused "
-                 "(0 s where the store already had it).")
+    if len(alone) < len(df):
+        text += (f" {len(df) - len(alone)} of the {len(df)} runs have no CPU share >= {FULL_SHARE} on record (computed "
+                 "beside other work, or before the share was recorded): their times include waiting for the CPU, so the "
+                 "sums above are an upper bound on the study's compute.")
     return text + "\n\n" + t.to_markdown()
 
 
