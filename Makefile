@@ -99,7 +99,9 @@ bench-gpu: $(BENCH_VENV)/bin/.installed
 #   make study      compute the missing runs of results/<PROFILE>/ (resumable), then make figures
 #   make reproduce  recompute every run into a fresh store ($(FRESH), resumable), then compare it with the committed
 #                   records of the same run keys: "reproduced K/N runs: max |Δ retention| ..."
-#   ONLY=g1,g2      restricts study/reproduce to some experiment groups (e.g. ONLY=nm: two runs, ~4 min)
+#   ONLY=g1,g2      restricts study/reproduce (its comparison too) to some experiment groups (e.g. ONLY=nm: two
+#                   runs, ~4 min; ONLY=main,magnitude,leave_one_out,ratios,selfgen,sparsity,nm: the capability
+#                   study's 126 runs, ~3.2 h)
 PROFILE   ?= embedded
 NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp 06_samples 07_oasis
 GROUPS    ?=
@@ -126,7 +128,7 @@ study: model
 
 reproduce: model
 	$(BIN)/calibkit sweep $(PROFILE) --store $(FRESH) $(ONLY_ARG)
-	@if [ -d $(STORE)/runs ]; then $(BIN)/calibkit compare $(STORE) $(FRESH); \
+	@if [ -d $(STORE)/runs ]; then $(BIN)/calibkit compare $(STORE) $(FRESH) $(if $(ONLY),--profile $(PROFILE) $(ONLY_ARG)); \
 	 else echo "no committed records in $(STORE): nothing to compare; the recomputed study is in $(FRESH)"; fi
 
 demo: model

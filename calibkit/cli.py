@@ -398,7 +398,15 @@ def cmd_compare(args) -> int:
     for root in (args.committed, args.fresh):
         if not (Path(root) / "runs").is_dir():
             raise ConfigError(f"{root} is not a sweep store with runs (no {Path(root) / 'runs'})")
-    res = compare_stores(args.committed, args.fresh)
+    keys, groups = None, [g for g in (args.only or "").split(",") if g]
+    if groups and not args.profile:
+        raise ConfigError("--only names experiment groups of a profile: give --profile too (e.g. embedded)")
+    if args.profile:
+        from . import sweep
+
+        prof = sweep.load_profile(args.profile)
+        keys = {c.key for c in sweep.expand(sweep.restrict_groups(prof, groups) if groups else prof)}
+    res = compare_stores(args.committed, args.fresh, keys) | {"groups": groups}
     bad = {k: r for k, r in res["runs"].items() if not r["reproduced"]}
     for key, r in bad.items():
         print(f"not reproduced: {key} {r['label']} {r['method']} {r['sparsity']} seed {r['seed']}: "
@@ -711,6 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="reproduction check: recomputed runs against committed ones (same keys)")
     c.add_argument("committed", help="the committed store, e.g. results/embedded")
     c.add_argument("fresh", help="the recomputed store, e.g. results/embedded-reproduce")
+    c.add_argument("--profile", help="compare only the committed runs of this profile (e.g. embedded)")
+    c.add_argument("--only", help="and of these comma-separated experiment groups of it")
     c.set_defaults(func=cmd_compare)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")

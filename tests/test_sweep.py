@@ -207,6 +207,19 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     (tmp_path / "b" / "runs" / f"{configs[1].key}.json").unlink()
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 committed runs not recomputed yet" in capsys.readouterr().out
+    # scoped to some groups of a profile: only their committed runs count (make reproduce ONLY=...)
+    two = prof | {"experiments": {"w": {"calibration": ["ptb"], "methods": ["wanda"], "sparsities": ["0.5"]},
+                                  "s": {"calibration": ["ptb"], "methods": ["sparsegpt"], "sparsities": ["0.5"]}}}
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+    store.put(configs[0], {k: v for k, v in sweep.Store(tmp_path / "a").get(configs[0]).items() if k != "checksum"})
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml"),
+                 "--only", "w"]) == 0
+    assert capsys.readouterr().out.strip().startswith("reproduced 1/1 runs of groups w: max |Δ retention| 0.00")
+    main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml")])
+    assert "reproduced 1/2 runs: " in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--only", "w"]) == 2
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml"),
+                 "--only", "nope"]) == 2
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
 
 

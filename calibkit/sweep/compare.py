@@ -54,9 +54,11 @@ def compare_records(committed: dict, fresh: dict) -> dict:
             "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}
 
 
-def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathLike) -> dict:
-    """Every committed run against its recomputed record. ``missing``: committed keys the fresh store lacks."""
-    committed = {r["key"]: r for r in Store(committed_root).records()}
+def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathLike,
+                   keys: set[str] | None = None) -> dict:
+    """Every committed run (of ``keys`` when given: the runs of some experiment groups) against its recomputed
+    record. ``missing``: committed keys the fresh store lacks."""
+    committed = {r["key"]: r for r in Store(committed_root).records() if keys is None or r["key"] in keys}
     fresh = {r["key"]: r for r in Store(fresh_root).records()}
     rows = {k: compare_records(committed[k], fresh[k]) | {"label": committed[k]["calibration"]["label"],
                                                           "method": committed[k]["config"]["method"],
@@ -79,6 +81,7 @@ def summary_line(result: dict) -> str:
     scored = f"; {n_changed} runs rescored ({', '.join(changed)}: not bit-identical by design)" if changed else ""
     other = sum(not r["same_items"] for r in rows)
     scored += f"; {other} runs evaluated on other items than committed (not comparable)" if other else ""
-    return (f"reproduced {k}/{result['committed']} runs: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
+    groups = f" of groups {', '.join(result['groups'])}" if result.get("groups") else ""
+    return (f"reproduced {k}/{result['committed']} runs{groups}: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
             f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance {RETENTION_TOL:g} pt retention, "
             f"{PROFILE_TOL:.0%} profile{missing}{scored}")
