@@ -412,6 +412,12 @@ def cmd_compare(args) -> int:
         print(f"not reproduced: {key} {r['label']} {r['method']} {r['sparsity']} seed {r['seed']}: "
               f"|Δ retention| {r['retention_pts']:.2f} pts, |Δ profile| {r['profile_rel']:.2g}")
     print(summary_line(res))
+    if args.csv:  # one row per compared run: its differences and what the recomputation cost (a record to commit)
+        import pandas as pd
+
+        table = pd.DataFrame([{"key": k} | r | {"scorers": " → ".join(r["scorers"])} for k, r in res["runs"].items()])
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
     return 1 if bad else 0
 
 
@@ -721,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("fresh", help="the recomputed store, e.g. results/embedded-reproduce")
     c.add_argument("--profile", help="compare only the committed runs of this profile (e.g. embedded)")
     c.add_argument("--only", help="and of these comma-separated experiment groups of it")
+    c.add_argument("--csv", help="also write the per-run comparison (differences, fresh seconds, CPU share) here")
     c.set_defaults(func=cmd_compare)
 
     a = sub.add_parser("assets", help="offline assets shipped in PyPI packages")

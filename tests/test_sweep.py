@@ -213,8 +213,10 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
     store.put(configs[0], {k: v for k, v in sweep.Store(tmp_path / "a").get(configs[0]).items() if k != "checksum"})
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml"),
-                 "--only", "w"]) == 0
+                 "--only", "w", "--csv", str(tmp_path / "cmp.csv")]) == 0
     assert capsys.readouterr().out.strip().startswith("reproduced 1/1 runs of groups w: max |Δ retention| 0.00")
+    row = pd.read_csv(tmp_path / "cmp.csv").iloc[0]  # the comparison as a record: differences and the fresh cost
+    assert row["key"] == configs[0].key and row["exact"] and row["fresh_eval_s"] > 0 and row["fresh_cpu"]
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml")])
     assert "reproduced 1/2 runs: " in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--only", "w"]) == 2

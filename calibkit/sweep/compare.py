@@ -54,6 +54,15 @@ def compare_records(committed: dict, fresh: dict) -> dict:
             "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}
 
 
+def _fresh_cost(rec: dict) -> dict:
+    """What the recomputation cost and where it ran: seconds per stage, CPU share, kernels, package set."""
+    env = rec.get("environment") or {}
+    return ({f"fresh_{stage}_s": sec for stage, sec in rec.get("seconds", {}).items()}
+            | {f"fresh_cpu_share_{part}": v for part, v in (rec.get("cpu_share") or {}).items()}
+            | {"fresh_finished": rec.get("finished"), "fresh_cpu": (env.get("torch") or {}).get("cpu_capability"),
+               "fresh_packages_sha256": (env.get("packages") or {}).get("sha256")})
+
+
 def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathLike,
                    keys: set[str] | None = None) -> dict:
     """Every committed run (of ``keys`` when given: the runs of some experiment groups) against its recomputed
@@ -64,7 +73,7 @@ def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathL
                                                           "method": committed[k]["config"]["method"],
                                                           "sparsity": committed[k]["config"]["sparsity"],
                                                           "seed": committed[k]["config"]["seed"]}
-            for k in sorted(committed) if k in fresh}
+            | _fresh_cost(fresh[k]) for k in sorted(committed) if k in fresh}
     return {"runs": rows, "missing": sorted(set(committed) - set(fresh)), "committed": len(committed),
             "extra": sorted(set(fresh) - set(committed))}
 
