@@ -269,6 +269,38 @@ def timing_markdown(df: pd.DataFrame) -> str:
     return text + "\n\n" + t.to_markdown()
 
 
+def reproduction_markdown(folder: str | Path) -> str:
+    """The recorded reproductions of the study (``calibkit compare ... --csv`` tables in ``folder``): for each, how
+    many committed runs were recomputed and reproduced (bit-identical or within tolerance), on which kernels, and
+    what the recomputation cost per stage — measured on the runs that had the CPU to themselves."""
+    files = sorted(Path(folder).glob("*.csv"))
+    if not files:
+        return f"No reproduction recorded (`calibkit compare COMMITTED FRESH --csv {Path(folder)}/NAME.csv`)."
+    out = []
+    for f in files:
+        t = pd.read_csv(f)
+        stages = [c for c in ("build", "profile", "prune", "eval") if f"fresh_{c}_s" in t.columns]
+        total = t["fresh_run_s"].sum()
+        alone = t[t.get("fresh_cpu_share_run", pd.Series(np.nan, index=t.index)) >= FULL_SHARE]
+        cost = ", ".join(f"{c} {t[f'fresh_{c}_s'].sum() / 60:.1f} min ({t[f'fresh_{c}_s'].sum() / total:.0%})"
+                         for c in stages)
+        kernels = ", ".join(map(str, t["fresh_cpu"].unique()))
+        packages = ", ".join(str(h)[:12] for h in t["fresh_packages_sha256"].unique())
+        text = (f"`{f.name}`: {int(t['reproduced'].sum())} of {len(t)} recomputed runs reproduce their committed "
+                f"records ({int(t['exact'].sum())} bit-identical; max |Δ retention| {t['retention_pts'].max():.2f} "
+                f"pts, max relative |Δ profile| {t['profile_rel'].max():.2g}), recomputed "
+                f"{t['fresh_finished'].min()} – {t['fresh_finished'].max()} on {kernels} kernels, package set sha256 "
+                f"{packages}. Run time {total / 60:.1f} min: {cost}; {len(alone)} of {len(t)} runs had the CPU to "
+                f"themselves (run CPU share >= {FULL_SHARE})")
+        if len(alone):
+            text += (f", evaluation per pruned model median {alone['fresh_eval_s'].median():.1f} s (range "
+                     f"{alone['fresh_eval_s'].min():.1f}–{alone['fresh_eval_s'].max():.1f} s)")
+        per = t.groupby("method").agg(runs=("key", "size"), prune_s=("fresh_prune_s", "mean"),
+                                      eval_s=("fresh_eval_s", "mean"), run_s=("fresh_run_s", "mean")).round(1)
+        out.append(text + ".\n\nMean seconds per run:\n\n" + per.to_markdown())
+    return "\n\n".join(out)
+
+
 def noise_markdown(df: pd.DataFrame, se: pd.DataFrame) -> str:
     """The noise floor: evaluation-item SEs (``verdicts.se_table``) and the seed-to-seed sd of S_total."""
     sd = df[df["kind"] != "none"].groupby(["method", "sparsity", "label"])["S_total"].std(ddof=1).dropna() * 100

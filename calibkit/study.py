@@ -31,6 +31,11 @@ class Study:
     highest: str  # the sparsity at which the main grid's findings are read
     reference: str | None  # the single source standing in for the study's C4
 
+    @property
+    def reproductions(self) -> Path:
+        """Where reproduction checks of this study are recorded (``calibkit compare ... --csv``), beside the store."""
+        return self.store.parent / "reproductions" / self.name
+
     def configs(self, groups: list[str] | None = None) -> list[sweep.RunConfig]:
         prof = self.profile if not groups else sweep.restrict_groups(self.profile, groups)
         return sweep.expand(prof)

@@ -217,6 +217,9 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     assert capsys.readouterr().out.strip().startswith("reproduced 1/1 runs of groups w: max |Δ retention| 0.00")
     row = pd.read_csv(tmp_path / "cmp.csv").iloc[0]  # the comparison as a record: differences and the fresh cost
     assert row["key"] == configs[0].key and row["exact"] and row["fresh_eval_s"] > 0 and row["fresh_cpu"]
+    text = A.reproduction_markdown(tmp_path)  # the reports' "Reproduction" section reads such tables
+    assert "`cmp.csv`: 1 of 1 recomputed runs reproduce their committed records (1 bit-identical" in text
+    assert "No reproduction recorded" in A.reproduction_markdown(tmp_path / "none")
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml")])
     assert "reproduced 1/2 runs: " in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--only", "w"]) == 2
