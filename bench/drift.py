@@ -6,8 +6,10 @@ environment variant, each in its own process: thread count (torch.set_num_thread
 (ATEN_CPU_CAPABILITY for ATen, MKL_ENABLE_INSTRUCTIONS for MKL) and package versions (``--python NAME=PATH``: the
 child runs under another environment's interpreter, e.g. a venv with another transformers; the summary lists the
 packages whose versions differ from the first variant's). Dense scores are evaluated in every variant too
-(never taken from the cache), so retention compares like with like. Prints, per variant: S_total and S_d, the
-fraction of mask entries that differ from the first variant, and the largest relative weight difference.
+(never taken from the cache), so retention compares like with like; both are evaluated in ``--eval-dtype``
+(default bfloat16, as the embedded profile does: on a CPU without AVX512-BF16 its kernels differ too). Prints, per
+variant: S_total and S_d, the fraction of mask entries that differ from the first variant, and the largest
+relative weight difference.
 
     python bench/drift.py --spec balanced --method sparsegpt --sparsity 0.6 --json reports/bench/drift.json \
         --python transformers-4.57=/path/to/other-venv/bin/python
@@ -15,6 +17,7 @@ fraction of mask entries that differ from the first variant, and the largest rel
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -28,7 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "threads2": {"threads": 2, "env": {}},
     "threads1": {"threads": 1, "env": {}},
-    "avx2-threads2": {"threads": 2, "env": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}},
+    # a CPU with AVX-512 but without its BF16 extension (Skylake/Cascade Lake): oneDNN's bf16 kernels differ
+    "avx512-nobf16": {"threads": 2, "env": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}},
+    "avx2-threads2": {"threads": 2, "env": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                                            "ONEDNN_MAX_CPU_ISA": "AVX2"}},
 }
 
 
@@ -44,16 +50,17 @@ def child(args) -> None:
     from calibkit.spec import build
 
     torch.set_num_threads(args.threads)
-    model, tok = load_model(args.model)
-    dense = evaluate(model, tok, args.suite, args.limit)
+    model, tok = load_model(args.model)  # float32: pruning is float32; evaluation in --eval-dtype, as sweeps do
+    dtype = getattr(torch, args.eval_dtype)
+    dense = evaluate(copy.deepcopy(model).to(dtype), tok, args.suite, args.limit)
     cs = build(args.spec, n=args.n, seqlen=args.seqlen, seed=args.seed, model_name=args.model, tokenizer=tok,
                progress=False)
     t0 = time.perf_counter()
     prune(model, cs, args.method, args.sparsity, progress=False)
     seconds = time.perf_counter() - t0
-    res = evaluate(model, tok, args.suite, args.limit)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters() if ".layers." in n and p.ndim == 2}
+    res = evaluate(model.to(dtype), tok, args.suite, args.limit)
     ret = retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"]))
-    weights = {n: p.detach() for n, p in model.named_parameters() if ".layers." in n and p.ndim == 2}
     torch.save(weights, args.out + ".pt")
     Path(args.out + ".json").write_text(json.dumps({
         "retention": ret, "scores": res["scores"], "dense_scores": dense["scores"], "prune_seconds": seconds,
@@ -79,6 +86,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--seqlen", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"],
+                   help="dtype of the dense and pruned models during evaluation (the embedded profile's: bfloat16)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
     p.add_argument("--python", action="append", default=[], metavar="NAME=PATH",
                    help="a variant run by another environment's interpreter (2 threads, no kernel override)")
@@ -106,7 +115,8 @@ def main() -> None:
         variants[name] = {"threads": 2, "env": {}, "python": path}
         names.append(name)
     common = ["--spec", args.spec, "--method", args.method, "--sparsity", args.sparsity, "--model", args.model,
-              "--suite", args.suite, "--n", str(args.n), "--seqlen", str(args.seqlen), "--seed", str(args.seed)]
+              "--suite", args.suite, "--n", str(args.n), "--seqlen", str(args.seqlen), "--seed", str(args.seed),
+              "--eval-dtype", args.eval_dtype]
     common += ["--limit", str(args.limit)] if args.limit else []
     rows, first = [], None
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +157,7 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"config": {k: getattr(args, k) for k in (
-            "spec", "method", "sparsity", "model", "suite", "limit", "n", "seqlen", "seed")},
+            "spec", "method", "sparsity", "model", "suite", "limit", "n", "seqlen", "seed", "eval_dtype")},
             "measured": time.strftime("%Y-%m-%d"), "variants": rows,
             "spread_points": spread}, indent=1) + "\n")
 
