@@ -101,7 +101,7 @@ bench-gpu: $(BENCH_VENV)/bin/.installed
 #                   records of the same run keys: "reproduced K/N runs: max |Δ retention| ..."
 #   ONLY=g1,g2      restricts study/reproduce (its comparison too) to some experiment groups (e.g. ONLY=nm: two
 #                   runs, ~4 min; ONLY=main,magnitude,leave_one_out,ratios,selfgen,sparsity,nm: the capability
-#                   study's 126 runs, ~3.2 h)
+#                   study's 126 runs, ~3.7 h)
 PROFILE   ?= embedded
 NOTEBOOKS ?= 01_profiles 02_prune 03_eval 04_correlations 05_igsp 06_samples 07_oasis
 GROUPS    ?=

@@ -243,6 +243,12 @@ def prune_runs(df: pd.DataFrame) -> pd.DataFrame:
 FULL_SHARE = 0.8  # a run's CPU share (``sweep.run.cpu_share``) above which it had its cores to itself
 
 
+def _stage_sums(df: pd.DataFrame, columns: dict[str, str], total: float) -> str:
+    """Each stage's summed seconds and share of ``total``, e.g. "prune 58.8 min (27%), eval ..." (``columns``:
+    stage name -> column)."""
+    return ", ".join(f"{name} {df[c].sum() / 60:.1f} min ({df[c].sum() / total:.0%})" for name, c in columns.items())
+
+
 def timing_markdown(df: pd.DataFrame) -> str:
     """Where the time of the runs in the store went: per pruner, and per stage (building the calibration set —
     generation for self-generated sets —, profiling it, pruning, evaluating; the rest is copying the model and
@@ -251,8 +257,7 @@ def timing_markdown(df: pd.DataFrame) -> str:
     t = df.groupby("method").agg(runs=("run_s", "size"), **{c: (c, "sum") for c in stages},
                                  run_s=("run_s", "sum"), mean_run_s=("run_s", "mean")).round(1)
     total = df["run_s"].sum()
-    parts = ", ".join(f"{c.removesuffix('_s')} {df[c].sum() / 60:.1f} min ({df[c].sum() / total:.0%})"
-                      for c in stages) if total else ""
+    parts = _stage_sums(df, {c.removesuffix("_s"): c for c in stages}, total) if total else ""
     text = (f"{len(df)} runs, {total / 60:.1f} min of run time in the store: {parts}; the rest is copying the model "
             "and the one dense evaluation per process. A profile is computed once per calibration set (0 s where the "
             "store already had it).")
@@ -282,8 +287,7 @@ def reproduction_markdown(folder: str | Path) -> str:
         stages = [c for c in ("build", "profile", "prune", "eval") if f"fresh_{c}_s" in t.columns]
         total = t["fresh_run_s"].sum()
         alone = t[t.get("fresh_cpu_share_run", pd.Series(np.nan, index=t.index)) >= FULL_SHARE]
-        cost = ", ".join(f"{c} {t[f'fresh_{c}_s'].sum() / 60:.1f} min ({t[f'fresh_{c}_s'].sum() / total:.0%})"
-                         for c in stages)
+        cost = _stage_sums(t, {c: f"fresh_{c}_s" for c in stages}, total)
         kernels = ", ".join(map(str, t["fresh_cpu"].unique()))
         packages = ", ".join(str(h)[:12] for h in t["fresh_packages_sha256"].unique())
         text = (f"`{f.name}`: {int(t['reproduced'].sum())} of {len(t)} recomputed runs reproduce their committed "

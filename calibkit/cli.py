@@ -372,12 +372,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _groups(only: str | None) -> list[str]:
+    """Experiment groups named by an ``--only g1,g2`` option (none: all)."""
+    return [g for g in (only or "").split(",") if g]
+
+
 def cmd_sweep(args) -> int:
     from . import sweep
 
     prof = sweep.load_profile(args.config)
     if args.only:
-        prof = sweep.restrict_groups(prof, [g for g in args.only.split(",") if g])
+        prof = sweep.restrict_groups(prof, _groups(args.only))
     configs = sweep.expand(prof)
     store = args.store or str(Path("results") / prof["name"])
     if args.dry_run:
@@ -393,12 +398,12 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .sweep.compare import compare_stores, summary_line
+    from .sweep.compare import compare_stores, comparison_table, summary_line
 
     for root in (args.committed, args.fresh):
         if not (Path(root) / "runs").is_dir():
             raise ConfigError(f"{root} is not a sweep store with runs (no {Path(root) / 'runs'})")
-    keys, groups = None, [g for g in (args.only or "").split(",") if g]
+    keys, groups = None, _groups(args.only)
     if groups and not args.profile:
         raise ConfigError("--only names experiment groups of a profile: give --profile too (e.g. embedded)")
     if args.profile:
@@ -413,11 +418,8 @@ def cmd_compare(args) -> int:
               f"|Δ retention| {r['retention_pts']:.2f} pts, |Δ profile| {r['profile_rel']:.2g}")
     print(summary_line(res))
     if args.csv:  # one row per compared run: its differences and what the recomputation cost (a record to commit)
-        import pandas as pd
-
-        table = pd.DataFrame([{"key": k} | r | {"scorers": " → ".join(r["scorers"])} for k, r in res["runs"].items()])
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv, index=False)
+        comparison_table(res).to_csv(args.csv, index=False)
     return 1 if bad else 0
 
 

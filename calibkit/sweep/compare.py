@@ -78,6 +78,13 @@ def compare_stores(committed_root: str | os.PathLike, fresh_root: str | os.PathL
             "extra": sorted(set(fresh) - set(committed))}
 
 
+def comparison_table(result: dict):
+    """One row per compared run (``compare_stores``): its differences and what the recomputation cost."""
+    import pandas as pd
+
+    return pd.DataFrame([{"key": k} | r | {"scorers": " → ".join(r["scorers"])} for k, r in result["runs"].items()])
+
+
 def summary_line(result: dict) -> str:
     rows = result["runs"].values()
     k = sum(r["reproduced"] for r in rows)
