@@ -274,10 +274,11 @@ def timing_markdown(df: pd.DataFrame) -> str:
     return text + "\n\n" + t.to_markdown()
 
 
-def reproduction_markdown(folder: str | Path) -> str:
+def reproduction_markdown(folder: str | Path, committed: int | None = None) -> str:
     """The recorded reproductions of the study (``calibkit compare ... --csv`` tables in ``folder``): for each, how
-    many committed runs were recomputed and reproduced (bit-identical or within tolerance), on which kernels, and
-    what the recomputation cost per stage — measured on the runs that had the CPU to themselves."""
+    many of the ``committed`` runs were recomputed and reproduced (bit-identical or within tolerance; how many were
+    rescored by another scorer), on which kernels, and what the recomputation cost per stage — measured on the runs
+    that had the CPU to themselves."""
     files = sorted(Path(folder).glob("*.csv"))
     if not files:
         return f"No reproduction recorded (`calibkit compare COMMITTED FRESH --csv {Path(folder)}/NAME.csv`)."
@@ -290,8 +291,13 @@ def reproduction_markdown(folder: str | Path) -> str:
         cost = _stage_sums(t, {c: f"fresh_{c}_s" for c in stages}, total)
         kernels = ", ".join(map(str, t["fresh_cpu"].unique()))
         packages = ", ".join(str(h)[:12] for h in t["fresh_packages_sha256"].unique())
-        text = (f"`{f.name}`: {int(t['reproduced'].sum())} of {len(t)} recomputed runs reproduce their committed "
-                f"records ({int(t['exact'].sum())} bit-identical; max |Δ retention| {t['retention_pts'].max():.2f} "
+        rescored = t[t["scorers"].str.split(" → ").str[0] != t["scorers"].str.split(" → ").str[-1]]
+        of = f" (of the {committed} committed runs)" if committed is not None else ""
+        text = (f"`{f.name}`: {int(t['reproduced'].sum())} of {len(t)} recomputed runs{of} reproduce their "
+                f"committed records ({int(t['exact'].sum())} bit-identical"
+                + (f"; {len(rescored)} rescored, {', '.join(sorted(rescored['scorers'].unique()))}: not bit-identical "
+                   "by design" if len(rescored) else "")
+                + f"; max |Δ retention| {t['retention_pts'].max():.2f} "
                 f"pts, max relative |Δ profile| {t['profile_rel'].max():.2g}), recomputed "
                 f"{t['fresh_finished'].min()} – {t['fresh_finished'].max()} on {kernels} kernels, package set sha256 "
                 f"{packages}. Run time {total / 60:.1f} min: {cost}; {len(alone)} of {len(t)} runs had the CPU to "
@@ -303,6 +309,40 @@ def reproduction_markdown(folder: str | Path) -> str:
                                       eval_s=("fresh_eval_s", "mean"), run_s=("fresh_run_s", "mean")).round(1)
         out.append(text + ".\n\nMean seconds per run:\n\n" + per.to_markdown())
     return "\n\n".join(out)
+
+
+def drift_table(folder: str | Path, profile: str) -> pd.DataFrame:
+    """Measured cross-kernel drift of the profile's runs (``bench/drift_runs.py`` rows in
+    ``folder/<profile>-*.jsonl``): one row per run and kernel variant — method, sparsity, label, seed, variant and,
+    per column of COLUMNS, variant − reference retention in points. Empty when nothing was measured."""
+    import json
+
+    rows = [json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
+            for line in f.read_text().splitlines() if line.strip()]
+    return pd.DataFrame([{k: r[k] for k in ("method", "sparsity", "label", "seed", "variant")} | r["delta"]
+                         for r in rows], columns=["method", "sparsity", "label", "seed", "variant", *COLUMNS])
+
+
+def drift_markdown(drift: pd.DataFrame) -> str:
+    """The measured cross-kernel drift per pruner (mean, sd, max |Δ| per column) beside the reproduction check's
+    tolerance (``sweep.compare.RETENTION_TOL``)."""
+    from .sweep.compare import RETENTION_TOL as tolerance
+
+    if not len(drift):
+        return "No cross-kernel drift measured (`python bench/drift_runs.py`).\n"
+    rows = []
+    for method, d in [("all", drift)] + list(drift.groupby("method")):
+        rows.append({"pruner": method, "runs": len(d)} | {
+            c.removeprefix("S_"): f"{d[c].mean():+.2f} ± {d[c].std(ddof=1):.2f} (max {d[c].abs().max():.2f})"
+            for c in COLUMNS})
+    rows.append({"pruner": "tolerance", "runs": ""} | {c.removeprefix("S_"): f"{tolerance[c]:g}" for c in COLUMNS})
+    variants = ", ".join(sorted(drift["variant"].unique()))
+    return (f"Retention of the same runs pruned on other CPU kernels ({variants}; `bench/drift_runs.py`), minus "
+            f"their retention on this machine's, in points: mean ± sd (max |Δ|) over {len(drift)} runs "
+            f"(sparsity {', '.join(sorted(drift['sparsity'].unique()))}). The last row is the reproduction check's "
+            "per-column tolerance (`calibkit/sweep/compare.py`); every decided verdict is recomputed on tables "
+            "perturbed by these runs' drift (`verdicts.robust`).\n\n" + pd.DataFrame(rows).to_markdown(index=False)
+            + "\n")
 
 
 def noise_markdown(df: pd.DataFrame, se: pd.DataFrame) -> str:

@@ -57,7 +57,7 @@ class Reports:
 
     def section(self, name: str, markdown: str) -> None:
         """A text section of the README: ``findings_*`` sections (in name order) under "Findings"; ``noise``,
-        ``environment``, ``timing`` and ``reproduction`` under their own headings."""
+        ``environment``, ``timing``, ``reproduction`` and ``drift`` under their own headings."""
         self._register(name, {"kind": "section", "markdown": markdown})
 
     def write_readme(self) -> Path:
@@ -69,7 +69,8 @@ class Reports:
                     k.startswith("findings")]
         lines += ["## Findings", "", *findings, ""]
         for name, title in (("noise", "Noise floor"), ("environment", "Environment"),
-                            ("timing", "Where the time goes"), ("reproduction", "Reproduction")):
+                            ("timing", "Where the time goes"), ("reproduction", "Reproduction"),
+                            ("drift", "Cross-kernel drift")):
             if name in index:
                 lines += [f"## {title}", "", index[name]["markdown"], ""]
         for kind, title in (("table", "Tables"), ("figure", "Figures")):

@@ -36,6 +36,11 @@ class Study:
         """Where reproduction checks of this study are recorded (``calibkit compare ... --csv``), beside the store."""
         return self.store.parent / "reproductions" / self.name
 
+    @property
+    def drift(self) -> Path:
+        """Where the cross-kernel drift of its runs is recorded (``bench/drift_runs.py``), beside the store."""
+        return self.store.parent / "drift"
+
     def configs(self, groups: list[str] | None = None) -> list[sweep.RunConfig]:
         prof = self.profile if not groups else sweep.restrict_groups(self.profile, groups)
         return sweep.expand(prof)

@@ -5,9 +5,12 @@ One rule for every comparative claim, at level ALPHA (two-sided):
 - ``holds``: the claimed direction is observed and the test rejects "no difference";
 - ``fails``: the opposite direction is observed and the test rejects "no difference" (the data contradict the claim);
 - ``inconclusive``: otherwise (the difference is within the noise of this design), or too few seeds to test.
-A difference of S_total (paired difference, difference of spreads) must also exceed DRIFT_PTS, the drift measured
-between CPU kernel sets for one run (AVX2 vs AVX-512: |Δ S_total| 0.94 pts, ``bench/drift.py``): a smaller one
-could flip on another machine, so it decides nothing.
+A difference of S_total (paired difference, difference of spreads) must also exceed DRIFT_PTS, a floor set from the
+drift between CPU kernel sets (first measured on one run: |Δ S_total| 0.94 pts, ``bench/drift.py``). The drift is
+then checked directly (``robust``): other kernels prune each run into another, equally valid model
+(``bench/drift_runs.py`` over 22 runs: SparseGPT's S_total moves by RMS 0.79 pts, Commonsense by RMS 2.62), so every
+``holds``/``fails`` is recomputed on tables in which each run is moved by a measured run's drift, and a verdict that
+changes in more than ALPHA of them — one that could flip between two machines — is ``inconclusive``.
 
 Tests, per claim (see each function): paired differences over calibration seeds (seed i of one set against seed i
 of the other, ``scipy.stats.ttest_rel``), permutation nulls for spreads (set labels shuffled over runs), seed
@@ -22,7 +25,7 @@ import pandas as pd
 from .analysis import BALANCED, COLUMNS, DIMS, main_sets
 
 ALPHA = 0.05
-DRIFT_PTS = 1.0  # points of S_total: differences below the measured cross-machine drift decide nothing
+DRIFT_PTS = 1.0  # points of S_total: smaller differences decide nothing (a floor; ``robust`` checks the drift itself)
 FAR = 2.0  # F1: "far exceed" read as at least twice the aggregated spread
 MIN_SEEDS = 3
 ITERS = 2000
@@ -134,7 +137,7 @@ def _ratio(s: np.ndarray) -> float:
     return float(s[:len(DIMS)].max() / s[-1]) if s[-1] > 0 else np.inf
 
 
-def f1(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
+def f1(df: pd.DataFrame, sparsity: str, seed: int = 0, iters: int = ITERS) -> dict:
     """F1: per-dimension retention spreads across calibration sets far exceed (>= FAR x) the S_total spread.
     Statistic T = widest dimension spread / S_total spread (seed-means over the main-grid sets), per pruner.
     Null: set labels permuted over runs within each dimension (no set effect; S_total recomputed), p = P(T0 >= T).
@@ -142,7 +145,7 @@ def f1(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
     of T is below FAR; inconclusive otherwise, and whenever a set has fewer than MIN_SEEDS seeds."""
     claim = f"per-dimension spreads far exceed (>= {FAR:g}x) the spread of S_total"
     test = (f"T = widest S_d spread / S_total spread vs a permutation null (labels shuffled within dimension, "
-            f"{ITERS} draws)")
+            f"{iters} draws)")
     rng = np.random.default_rng(seed)
     rows, numbers = [], {}
     for method in ("wanda", "sparsegpt"):
@@ -154,9 +157,9 @@ def f1(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
         dims = dict(zip(DIMS, sp[:len(DIMS)]))
         widest = max(dims, key=dims.get)
         t = _ratio(sp)
-        null = np.array([_ratio(runs.permuted(rng)) for _ in range(ITERS)])
-        p = float((np.sum(null >= t) + 1) / (ITERS + 1))
-        hi = float(np.quantile([_ratio(runs.resampled(rng)) for _ in range(ITERS)], 0.975))
+        null = np.array([_ratio(runs.permuted(rng)) for _ in range(iters)])
+        p = float((np.sum(null >= t) + 1) / (iters + 1))
+        hi = float(np.quantile([_ratio(runs.resampled(rng)) for _ in range(iters)], 0.975))
         numbers[method] = {"T": t, "p": p, "T_upper95": hi, "widest": widest, "widest_spread": float(dims[widest]),
                            "total_spread": float(sp[-1]), "null_median_T": float(np.median(null)),
                            "sets": len(runs.labels), "seeds": int(min(len(g) for g in runs.groups))}
@@ -178,7 +181,8 @@ def f1(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
     return _finding(claim, test, verdict, numbers, text)
 
 
-def spread_difference(df: pd.DataFrame, sparsity: str, seed: int = 0, sets: list[str] | None = None) -> dict | None:
+def spread_difference(df: pd.DataFrame, sparsity: str, seed: int = 0, sets: list[str] | None = None,
+                      iters: int = ITERS) -> dict | None:
     """S_total spread across sets under SparseGPT minus under Wanda (points), with a seed-bootstrap 95 % CI and each
     pruner's spread against its permutation null. None when either pruner has < 2 sets or < MIN_SEEDS seeds."""
     rng = np.random.default_rng(seed)
@@ -190,9 +194,9 @@ def spread_difference(df: pd.DataFrame, sparsity: str, seed: int = 0, sets: list
         return None
     runs = {m: _Runs(c) for m, c in cells.items()}
     obs = {m: float(r.spread()[-1]) for m, r in runs.items()}
-    diffs = [runs["sparsegpt"].resampled(rng)[-1] - runs["wanda"].resampled(rng)[-1] for _ in range(ITERS)]
+    diffs = [runs["sparsegpt"].resampled(rng)[-1] - runs["wanda"].resampled(rng)[-1] for _ in range(iters)]
     lo, hi = np.quantile(diffs, [0.025, 0.975])
-    p_null = {m: float((sum(r.permuted(rng)[-1] >= obs[m] for _ in range(ITERS)) + 1) / (ITERS + 1))
+    p_null = {m: float((sum(r.permuted(rng)[-1] >= obs[m] for _ in range(iters)) + 1) / (iters + 1))
               for m, r in runs.items()}
     return {"sparsegpt": obs["sparsegpt"], "wanda": obs["wanda"], "diff": obs["sparsegpt"] - obs["wanda"],
             "ci": [float(lo), float(hi)], "sets": len(common), "p_null": p_null}
@@ -204,13 +208,13 @@ def _spread_verdict(r: dict) -> str:
     return "holds" if lo > 0 and big else "fails" if hi < 0 and big else "inconclusive"
 
 
-def f4(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
+def f4(df: pd.DataFrame, sparsity: str, seed: int = 0, iters: int = ITERS) -> dict:
     """F4: the calibration spread of S_total is narrower under Wanda than under SparseGPT. Difference of spreads
     (SparseGPT - Wanda) with a seed-bootstrap 95 % CI: holds if the CI is above 0, fails if below, else
     inconclusive. Each pruner's spread is also tested against the no-set-effect permutation null."""
     claim = "the calibration spread of S_total is narrower under Wanda than under SparseGPT"
-    test = f"spread(SparseGPT) − spread(Wanda), seed-bootstrap 95 % CI ({ITERS} draws); spreads vs permutation null"
-    r = spread_difference(df, sparsity, seed)
+    test = f"spread(SparseGPT) − spread(Wanda), seed-bootstrap 95 % CI ({iters} draws); spreads vs permutation null"
+    r = spread_difference(df, sparsity, seed, iters=iters)
     if r is None:
         return _not_measured(claim, test, f"needs the same >= 2 sets with >= {MIN_SEEDS} seeds under both pruners")
     text = (f"S_total spread SparseGPT {r['sparsegpt']:.2f} vs Wanda {r['wanda']:.2f} pts over {r['sets']} sets: "
@@ -219,7 +223,7 @@ def f4(df: pd.DataFrame, sparsity: str, seed: int = 0) -> dict:
     return _finding(claim, test, _spread_verdict(r), r, text)
 
 
-def every_sparsity(df: pd.DataFrame, seed: int = 0) -> dict:
+def every_sparsity(df: pd.DataFrame, seed: int = 0, iters: int = ITERS) -> dict:
     """The study: Wanda is less sensitive to calibration data than SparseGPT at every sparsity. Per sparsity with
     both pruners on the same >= 2 sets and >= MIN_SEEDS seeds: the F4 test. holds if it holds at every such
     sparsity, fails if it fails at any, else inconclusive."""
@@ -229,7 +233,7 @@ def every_sparsity(df: pd.DataFrame, seed: int = 0) -> dict:
     for sp in sorted(set(df["sparsity"]), key=lambda s: (":" in s, s)):
         sets = sorted(set(_cell(df, "wanda", sp)["label"]) & set(_cell(df, "sparsegpt", sp)["label"]))
         sets = [s for s in sets if s in set(main_sets(df)["label"])]
-        r = spread_difference(df, sp, seed, sets)
+        r = spread_difference(df, sp, seed, sets, iters)
         if r is not None:
             per[sp] = r | {"verdict": _spread_verdict(r)}
     if not per:
@@ -244,10 +248,10 @@ def every_sparsity(df: pd.DataFrame, seed: int = 0) -> dict:
 # --- F2: Spearman over single sources ------------------------------------------------------------------
 
 def spearman_sources(df: pd.DataFrame, method: str, sparsity: str, metric: str = "distortion",
-                     with_mix: bool = False, seed: int = 0) -> pd.DataFrame:
+                     with_mix: bool = False, seed: int = 0, iters: int = ITERS) -> pd.DataFrame:
     """Spearman rho between a profile metric and each dimension's retention over single sources (seed-averaged
     metric and retention; ``with_mix`` adds mix_balanced as the study does not), with scipy's p and a bootstrap
-    95 % CI over sets (sets resampled with replacement, ITERS draws)."""
+    95 % CI over sets (sets resampled with replacement, ``iters`` draws; 0: no CI)."""
     d = _cell(df, method, sparsity)
     d = main_sets(d) if with_mix else d[d["kind"] == "source"]
     g = d.groupby("label")[[metric] + COLUMNS].mean().dropna()
@@ -260,7 +264,7 @@ def spearman_sources(df: pd.DataFrame, method: str, sparsity: str, metric: str =
             rows.append({"retention": c.removeprefix("S_"), "rho": np.nan, "p": np.nan, "lo": np.nan, "hi": np.nan,
                          "n": n})
             continue
-        rows.append({"retention": c.removeprefix("S_"), **spearman_ci(x, y, rng), "n": n})
+        rows.append({"retention": c.removeprefix("S_"), **spearman_ci(x, y, rng, iters), "n": n})
     return pd.DataFrame(rows).set_index("retention")
 
 
@@ -268,19 +272,20 @@ def spearman_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, iters: i
     """Spearman rho and scipy's p of paired values, with a bootstrap 95 % CI (pairs resampled with replacement;
     draws with a constant side have no ranking and are skipped; no draw left: a NaN CI). The caller checks there
     are enough pairs."""
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata, spearmanr
 
-    boot = []
-    for _ in range(iters):
-        i = rng.integers(0, len(x), len(x))
-        if len(set(x[i])) > 1 and len(set(y[i])) > 1:
-            boot.append(spearmanr(x[i], y[i])[0])
+    i = rng.integers(0, len(x), (iters, len(x)))  # all draws at once: Spearman = Pearson of the average ranks
+    xs, ys = np.asarray(x, float)[i], np.asarray(y, float)[i]
+    ok = (xs.min(1) < xs.max(1)) & (ys.min(1) < ys.max(1))
+    rx, ry = rankdata(xs[ok], axis=1), rankdata(ys[ok], axis=1)
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    boot = (rx * ry).sum(1) / np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
     rho, p = spearmanr(x, y)
-    lo, hi = np.nanquantile(boot, [0.025, 0.975]) if boot else (np.nan, np.nan)
+    lo, hi = np.nanquantile(boot, [0.025, 0.975]) if len(boot) else (np.nan, np.nan)
     return {"rho": float(rho), "p": float(p), "lo": float(lo), "hi": float(hi)}
 
 
-def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
+def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt", iters: int = ITERS) -> dict:
     """F2: Distortion correlates with retention in opposite directions for General vs Math and Code. Spearman over
     single sources (seed-averaged, n = sources), p < ALPHA for each of the three. holds: General's rho and both
     Math's and Code's are significant with General's sign opposite to theirs; fails: a significant pair with the
@@ -288,7 +293,7 @@ def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
     The with-mix variant is reported beside it."""
     claim = f"the Distortion–retention correlation has opposite signs for General vs Math and Code ({method})"
     test = f"Spearman rho over single sources (seed means), p < {ALPHA}, bootstrap 95 % CI over sources"
-    t = spearman_sources(df, method, sparsity)
+    t = spearman_sources(df, method, sparsity, iters=iters)
     if t["rho"].isna().any() or t["n"].min() < 4:
         return _not_measured(claim, test, "needs >= 4 single sources with Distortion and retention")
     cell = _cell(df, method, sparsity)
@@ -301,7 +306,7 @@ def f2(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
         verdict = "fails"
     else:
         verdict = "inconclusive"
-    mix = spearman_sources(df, method, sparsity, with_mix=True)
+    mix = spearman_sources(df, method, sparsity, with_mix=True, iters=iters)
     text = (", ".join(f"{d} rho {t.loc[d, 'rho']:+.2f} [{t.loc[d, 'lo']:+.2f}, {t.loc[d, 'hi']:+.2f}] "
                       f"p={t.loc[d, 'p']:.3f}" for d in DIMS) + f" (n = {int(t['n'].min())} sources); with "
             f"mix_balanced: " + ", ".join(f"{d} {mix.loc[d, 'rho']:+.2f} (p={mix.loc[d, 'p']:.3f})" for d in DIMS)
@@ -348,21 +353,103 @@ def f5(df: pd.DataFrame, sparsity: str, method: str = "sparsegpt") -> dict:
     return _versus_all(claim, test, t.loc["selfgen:igsp"], {k: t.loc[k] for k in need[1:]}, "IGSP")
 
 
-def all_verdicts(df: pd.DataFrame, sparsity: str) -> dict:
-    """Every claim the table can speak to, decided by its test."""
+def _claims(sparsity: str) -> dict:
+    """Every claim the table can speak to: name -> (table, iters) -> finding."""
     return {
-        "F1": f1(df, sparsity),
-        "F2 (SparseGPT)": f2(df, sparsity, "sparsegpt"),
-        "F2 (Wanda)": f2(df, sparsity, "wanda"),
-        "F3 (SparseGPT)": f3(df, sparsity, "sparsegpt"),
-        "F3 (Wanda)": f3(df, sparsity, "wanda"),
-        "F4": f4(df, sparsity),
-        "F5": f5(df, sparsity),
-        "Table 8": mixes_vs_balanced(df, sparsity, "mix_loo_", "no leave-one-out mix beats mix_balanced (SparseGPT)"),
-        "Table 9": mixes_vs_balanced(df, sparsity, "mix_", "the uniform ratio (mix_balanced) beats every other ratio, "
-                                     "4:3:3 included (SparseGPT)", exclude="mix_loo_"),
-        "Wanda vs SparseGPT": every_sparsity(df),
+        "F1": lambda d, it: f1(d, sparsity, iters=it),
+        "F2 (SparseGPT)": lambda d, it: f2(d, sparsity, "sparsegpt", iters=it),
+        "F2 (Wanda)": lambda d, it: f2(d, sparsity, "wanda", iters=it),
+        "F3 (SparseGPT)": lambda d, it: f3(d, sparsity, "sparsegpt"),
+        "F3 (Wanda)": lambda d, it: f3(d, sparsity, "wanda"),
+        "F4": lambda d, it: f4(d, sparsity, iters=it),
+        "F5": lambda d, it: f5(d, sparsity),
+        "Table 8": lambda d, it: mixes_vs_balanced(d, sparsity, "mix_loo_",
+                                                   "no leave-one-out mix beats mix_balanced (SparseGPT)"),
+        "Table 9": lambda d, it: mixes_vs_balanced(d, sparsity, "mix_", "the uniform ratio (mix_balanced) beats every "
+                                                   "other ratio, 4:3:3 included (SparseGPT)", exclude="mix_loo_"),
+        "Wanda vs SparseGPT": lambda d, it: every_sparsity(d, iters=it),
     }
+
+
+def all_verdicts(df: pd.DataFrame, sparsity: str) -> dict:
+    """Every claim the table can speak to, decided by its test (``robust`` then checks them against the measured
+    cross-kernel drift)."""
+    return {k: c(df, ITERS) for k, c in _claims(sparsity).items()}
+
+
+# --- robustness to the measured cross-kernel drift -------------------------------------------------------
+
+ROBUST_DRAWS = 200  # perturbed tables per decided verdict
+ROBUST_ITERS = 400  # resampling draws inside each perturbed recomputation (F4's verdict reads its bootstrap CI)
+
+
+def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The results table as another machine's kernels could have computed it: every run's S_d moved by a drift
+    vector (variant − reference, points; one measured run's, so the dimensions keep their correlation) drawn with
+    replacement from the measured runs of its pruner (of all measured runs for a pruner without its own); S_total
+    recomputed as the mean of the run's S_d, as retention defines it. A measured drift holds both kernel sets'
+    variation, so these tables vary somewhat more than a second machine's would: the check errs towards
+    inconclusive."""
+    dims = [c for c in COLUMNS[:-1] if c in df.columns and c in drift.columns]
+    out = df.copy()
+    for method, idx in out.groupby("method").groups.items():
+        pool = drift[drift["method"] == method]
+        pool = pool if len(pool) else drift
+        out.loc[idx, dims] = out.loc[idx, dims].to_numpy(float) + pool[dims].to_numpy(float)[
+            rng.integers(0, len(pool), len(idx))] / 100
+    out["S_total"] = out[dims].mean(axis=1)
+    return out
+
+
+def shift(df: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
+    """The results table with each measured run (method, sparsity, label, seed) moved by its own measured drift:
+    the table as the variant's kernels computed those runs (S_total recomputed as the mean of S_d)."""
+    dims = [c for c in COLUMNS[:-1] if c in df.columns and c in drift.columns]
+    keys = ["method", "sparsity", "label", "seed"]
+    d = drift.groupby(keys)[dims].mean()
+    out = df.copy()
+    idx = pd.MultiIndex.from_frame(out[keys])
+    hit = idx.isin(d.index)
+    out.loc[hit, dims] = out.loc[hit, dims].to_numpy(float) + d.loc[idx[hit], dims].to_numpy(float) / 100
+    out.loc[hit, "S_total"] = out.loc[hit, dims].mean(axis=1)
+    return out
+
+
+def shifted_markdown(found: dict, moved: dict, runs: int) -> str:
+    """Which verdicts differ when the measured runs are replaced by their variant's retention (``shift``)."""
+    diff = [f"{k}: {found[k]['verdict']} → {moved[k]['verdict']}" for k in found
+            if moved.get(k, {}).get("verdict") != found[k]["verdict"]]
+    head = (f"Verdicts recomputed on the table with the {runs} measured runs replaced by their retention under the "
+            "other kernels: ")
+    return head + ("every verdict the same." if not diff else "; ".join(diff) + ".") + "\n"
+
+
+def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, sparsity: str | None = None,
+           claims: dict | None = None, draws: int = ROBUST_DRAWS, seed: int = 0) -> dict:
+    """A verdict that can flip between two machines decides nothing: each ``holds``/``fails`` of ``found`` (from
+    ``claims``, by default every claim at ``sparsity``) is recomputed on ``draws`` tables perturbed by the measured
+    drift (``perturb``); if it differs in more than ALPHA of them it becomes ``inconclusive``. The share that agrees
+    is in its numbers and text either way. No drift measured: ``found`` as it is."""
+    if drift is None or not len(drift):
+        return found
+    claims = claims or _claims(sparsity)
+    rng = np.random.default_rng(seed)
+    decided = [k for k, f in found.items() if f["verdict"] in ("holds", "fails")]
+    same = dict.fromkeys(decided, 0)
+    for _ in range(draws):
+        table = perturb(df, drift, rng)
+        for k in decided:
+            same[k] += claims[k](table, ROBUST_ITERS)["verdict"] == found[k]["verdict"]
+    out = dict(found)
+    for k in decided:
+        share = same[k] / draws
+        stable = share >= 1 - ALPHA
+        text = (f". Under the measured cross-kernel drift ({len(drift)} runs): the same verdict in {share:.1%} of "
+                f"{draws} perturbed tables" + ("." if stable else f" (< {1 - ALPHA:.0%}): not decided."))
+        out[k] = found[k] | {"verdict": found[k]["verdict"] if stable else "inconclusive",
+                             "text": found[k]["text"].rstrip(".") + text,
+                             "numbers": found[k]["numbers"] | {"drift_stability": share}}
+    return out
 
 
 def contrary(found: dict) -> list[str]:
@@ -383,8 +470,9 @@ def verdict_block(found: dict, intro: str, whose: str = "the study") -> str:
 def verdicts_markdown(found: dict, sparsity: str, profile: str) -> str:
     return verdict_block(found, f"Claims of the study on profile `{profile}` at sparsity {sparsity}, each decided by "
                                 f"its stated test (α = {ALPHA}; holds / fails / inconclusive by the rule in "
-                                f"`calibkit/verdicts.py`; differences of S_total below the measured cross-machine "
-                                f"drift, {DRIFT_PTS:g} pt, decide nothing):")
+                                f"`calibkit/verdicts.py`; differences of S_total below {DRIFT_PTS:g} pt decide "
+                                f"nothing, and a verdict that the measured cross-kernel drift flips in more than "
+                                f"{ALPHA:.0%} of perturbed tables is inconclusive):")
 
 
 def se_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -55,3 +55,29 @@ def test_drift_bench_on_a_tiny_model(tmp_path):
     assert b["packages_differing_from_first"] == {} and b["scorer"] == "calibkit-scored-1"
     assert rep["spread_points"]["S_total"] == 0
     assert a["calibkit_file"] == b["calibkit_file"] == str(BENCH.parent.parent / "calibkit" / "__init__.py")
+
+
+def test_drift_over_committed_runs_on_a_tiny_store(tmp_path):
+    """bench/drift_runs.py: each committed run is pruned again in a child process under a variant, recomputed as the
+    sweep does into a fresh store (bit-identical to the committed record here) and its variant evaluated; pruning is
+    deterministic across thread counts, so the 1-thread variant drifts by exactly 0; a rerun resumes."""
+    import subprocess
+    import sys
+
+    from calibkit import sweep
+
+    prof = {"name": "t", "model": "tiny-llama", "suite": "embedded", "limit": 2, "n": 2, "seqlen": 16, "seeds": [0],
+            "experiments": {"m": {"calibration": ["ptb"], "methods": ["wanda", "sparsegpt"], "sparsities": ["0.5"]}}}
+    sweep.run_sweep(sweep.expand(prof), tmp_path / "committed", progress=False)
+    out, fresh = tmp_path / "t-threads1.jsonl", tmp_path / "fresh"
+    cmd = [sys.executable, str(BENCH.with_name("drift_runs.py")), "--store", str(tmp_path / "committed"), "--fresh",
+           str(fresh), "--out", str(out), "--variant", "threads1", "--sparsity", "0.5", "--labels", "ptb",
+           "--summary", str(tmp_path / "summary.json")]
+    subprocess.run(cmd + ["--max-runs", "1"], check=True, capture_output=True, text=True)
+    assert len(out.read_text().splitlines()) == 1
+    run = subprocess.run(cmd, check=True, capture_output=True, text=True)  # resumes: the second run only
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and len({r["key"] for r in rows}) == 2 and len(list((fresh / "runs").glob("*.json"))) == 2
+    assert all(r["reference_vs_committed"]["exact"] for r in rows)
+    assert all(v == 0 for r in rows for v in r["delta"].values()) and "all (2 runs)" in run.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["all"]["S_total"]["max_abs"] == 0

@@ -174,6 +174,22 @@ def test_expand_runs_seed_by_seed_and_checks_the_eval_dtype():
         sweep.expand(prof | {"eval_dtype": "fp8"})
 
 
+def test_reproduction_tolerance_covers_the_measured_cross_kernel_drift():
+    """compare's per-column tolerance is 4 x the RMS of the committed cross-kernel drift (bench/drift_runs.py) of the
+    pruner that drifts most, and above every measured |Δ|: a new measurement that moves more fails here."""
+    from pathlib import Path
+
+    import numpy as np
+    from calibkit.sweep.compare import RETENTION_TOL
+
+    drift = A.drift_table(Path(__file__).resolve().parent.parent / "results" / "drift", "embedded")
+    assert len(drift) >= 20 and set(drift["method"]) == {"sparsegpt", "wanda"}
+    assert set(RETENTION_TOL) == set(A.COLUMNS)
+    for c in A.COLUMNS:
+        rms = max(float(np.sqrt((d[c] ** 2).mean())) for _, d in drift.groupby("method"))
+        assert 4 * rms <= RETENTION_TOL[c] <= 4 * rms + 0.5 and drift[c].abs().max() <= RETENTION_TOL[c], c
+
+
 def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     from calibkit.cli import main
     from calibkit.sweep.compare import RETENTION_TOL
@@ -190,11 +206,13 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     # a recomputed record that moved by more than the tolerance is reported, and the check fails
     store = sweep.Store(tmp_path / "b")
     rec = store.get(configs[0])
-    rec["retention"]["dimensions"]["Code"] += (RETENTION_TOL + 0.5) / 100
+    rec["retention"]["dimensions"]["Code"] += (RETENTION_TOL["S_Code"] + 0.5) / 100
     store.put(configs[0], {k: v for k, v in rec.items() if k != "checksum"})
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
-    assert "not reproduced: " + configs[0].key in out and "reproduced 1/2 runs: max |Δ retention| 1.50 pts" in out
+    moved = RETENTION_TOL["S_Code"] + 0.5
+    assert "not reproduced: " + configs[0].key in out
+    assert f"reproduced 1/2 runs: max |Δ retention| {moved:.2f} pts" in out
     assert store.get(configs[1])["scorer"] == "calibkit-scored-1"
     old = {k: v for k, v in sweep.Store(tmp_path / "a").get(configs[1]).items() if k not in ("checksum", "scorer")}
     sweep.Store(tmp_path / "a").put(configs[1], old)  # a record from before scorers were recorded: lm-eval's path
@@ -217,8 +235,13 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     assert capsys.readouterr().out.strip().startswith("reproduced 1/1 runs of groups w: max |Δ retention| 0.00")
     row = pd.read_csv(tmp_path / "cmp.csv").iloc[0]  # the comparison as a record: differences and the fresh cost
     assert row["key"] == configs[0].key and row["exact"] and row["fresh_eval_s"] > 0 and row["fresh_cpu"]
-    text = A.reproduction_markdown(tmp_path)  # the reports' "Reproduction" section reads such tables
-    assert "`cmp.csv`: 1 of 1 recomputed runs reproduce their committed records (1 bit-identical" in text
+    text = A.reproduction_markdown(tmp_path, 2)  # the reports' "Reproduction" section reads such tables
+    assert "`cmp.csv`: 1 of 1 recomputed runs (of the 2 committed runs) reproduce their committed records (1 " \
+        "bit-identical; max" in text
+    t = pd.read_csv(tmp_path / "cmp.csv").assign(scorers="lm-eval-hflm → calibkit-scored-1", exact=False)
+    t.to_csv(tmp_path / "cmp.csv", index=False)  # a run recomputed with another scorer is named as such
+    assert "(0 bit-identical; 1 rescored, lm-eval-hflm → calibkit-scored-1: not bit-identical by design; max" in \
+        A.reproduction_markdown(tmp_path)
     assert "No reproduction recorded" in A.reproduction_markdown(tmp_path / "none")
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml")])
     assert "reproduced 1/2 runs: " in capsys.readouterr().out

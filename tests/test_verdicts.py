@@ -112,3 +112,57 @@ def test_se_table_counts_runs_above_one_point():
                        "se_total": [0.003] * 3})
     t = V.se_table(df)
     assert t.loc["se_Math", "runs > 1.0"] == 1 and t.loc["se_total", "max"] == pytest.approx(0.3)
+
+
+def drift_rows(sd: float, n: int = 12, method: str = "sparsegpt", seed: int = 0) -> pd.DataFrame:
+    """Measured-drift rows as ``analysis.drift_table`` returns them: Δ retention (points) per run, N(0, sd)."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(0, sd, (n, 4))
+    return pd.DataFrame([{"method": method, "sparsity": "0.6", "label": f"s{i}", "seed": 0, "variant": "avx2"}
+                         | {f"S_{k}": v for k, v in zip(A.DIMS, row)} | {"S_total": row.mean()}
+                         for i, row in enumerate(d)])
+
+
+def test_a_verdict_that_flips_under_the_measured_drift_is_inconclusive():
+    base = {("sparsegpt", lab): [0.5] * 4 for lab, _ in SOURCES}
+    df = table(base | {("sparsegpt", "mix_balanced"): [0.515] * 4}, noise=0.001)  # +1.5 pts on every seed
+    claims = {"F3": lambda d, it: V.f3(d, "0.6")}
+    found = {"F3": V.f3(df, "0.6")}
+    assert found["F3"]["verdict"] == "holds"
+    calm = V.robust(found, df, drift_rows(0.05), claims=claims, draws=40)["F3"]
+    assert calm["verdict"] == "holds" and calm["numbers"]["drift_stability"] == 1.0 and "100.0%" in calm["text"]
+    rough = V.robust(found, df, drift_rows(3.0), claims=claims, draws=40)["F3"]  # other kernels move S_d by ~3 pts
+    assert rough["verdict"] == "inconclusive" and rough["numbers"]["drift_stability"] < 0.95
+    assert "not decided" in rough["text"] and found["F3"]["verdict"] == "holds"  # the input is left as it was
+    # a perturbed table moves each run's S_d by one measured run's drift, and S_total is their mean
+    moved = V.perturb(df, drift_rows(1.0), np.random.default_rng(0))
+    dims = [f"S_{d}" for d in A.DIMS]
+    assert not np.allclose(moved[dims], df[dims]) and np.allclose(moved["S_total"], moved[dims].mean(axis=1))
+    assert V.robust(found, df, drift_rows(0.0).iloc[:0], "0.6") is found  # nothing measured: nothing to check
+
+
+def test_drift_table_reads_the_measured_runs(tmp_path):
+    import json
+
+    rows = [{"method": "wanda", "sparsity": "0.6", "label": "ptb", "seed": 0, "variant": "avx2-threads2",
+             "delta": {"S_General": -0.5, "S_Commonsense": 2.0, "S_Code": 0.0, "S_Math": 0.5, "S_total": 0.5}}]
+    (tmp_path / "embedded-avx2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "smoke-avx2.jsonl").write_text("")
+    t = A.drift_table(tmp_path, "embedded")
+    assert len(t) == 1 and t.loc[0, "S_Commonsense"] == 2.0 and len(A.drift_table(tmp_path, "smoke")) == 0
+    md = A.drift_markdown(t)
+    assert "| wanda" in md and "+2.00" in md and "tolerance" in md
+
+
+def test_shift_moves_only_the_measured_runs_by_their_own_drift():
+    df = table({("sparsegpt", lab): [0.5] * 4 for lab, _ in SOURCES})
+    drift = drift_rows(1.0, n=1).assign(label="g1")
+    moved = V.shift(df, drift)
+    hit = (df["label"] == "g1") & (df["seed"] == 0)
+    dims = [f"S_{d}" for d in A.DIMS]
+    assert np.allclose(moved.loc[hit, dims].to_numpy() - df.loc[hit, dims].to_numpy(), drift[dims].to_numpy() / 100)
+    assert np.allclose(moved.loc[~hit, A.COLUMNS], df.loc[~hit, A.COLUMNS])
+    assert np.allclose(moved["S_total"], moved[dims].mean(axis=1))
+    found = {"F3": V.f3(df, "0.6")}
+    assert V.shifted_markdown(found, found, 1).endswith("every verdict the same.\n")
+    assert "F3: holds → fails" in V.shifted_markdown({"F3": {"verdict": "holds"}}, {"F3": {"verdict": "fails"}}, 1)

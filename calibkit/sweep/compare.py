@@ -4,10 +4,15 @@ A run *reproduces* when each dimension's retention and S_total differ by at most
 and each profile metric by at most ``PROFILE_TOL`` (relative). Why these tolerances:
 - on one machine a run is exact (pruning is deterministic across thread counts; evaluation is deterministic), so
   any difference there is a bug, and ``exact`` counts the runs whose retention and profile are bit-identical;
-- across machines, CPU kernels differ (AVX2 vs AVX-512: ``bench/drift.py`` measured 4.2 % of mask entries flipped
-  and |Δ S_total| 0.94 pts for one SparseGPT run), which is below the evaluation's own resolution: every
-  dimension's bootstrap standard error over evaluation items is <= 1.0 pt in the embedded suite. A difference
-  within 1.0 pt is therefore not a reproducible difference; one above it is reported as not reproduced.
+- across machines, CPU kernels differ and give another, equally valid pruned model. ``bench/drift_runs.py`` pruned
+  22 committed runs (SparseGPT and Wanda, 60 %, the 11 main-grid sets, seed 0) on AVX2 instead of AVX-512 kernels
+  (``results/drift/embedded-avx2.jsonl``). SparseGPT's retention moved by RMS 0.61 (General), 2.62 (Commonsense),
+  0.90 (Code), 0.84 (Math) and 0.79 (S_total) points, at most 0.94 / 6.05 / 1.97 / 1.79 / 1.78; Wanda's by at most
+  0.79 (any column). The tolerance of each column is 4 x SparseGPT's RMS, rounded up to half a point: a drift of that
+  size has a ~6e-5 chance per column under a normal model, so a full cross-machine reproduction (348 runs x 5
+  columns) is expected to flag 0.1 runs for kernels alone. Within it, a cross-machine difference is not a
+  reproducible difference; one above it is reported as not reproduced. ``tests/test_sweep.py`` checks that the
+  committed measurement stays inside these tolerances.
 A record scored by another likelihood scorer than its committed one (``scorer``) is compared all the same and counted
 in the summary: calibkit's scorer and lm-eval's differ by bf16 rounding (dense bits per byte +2e-5 to +3.3e-4
 relative on SmolLM2), far inside the tolerance, but not bit for bit.
@@ -20,7 +25,8 @@ import os
 from ..profile import METRICS as PROFILE_METRICS
 from .store import Store, evaluated_items
 
-RETENTION_TOL = 1.0  # points of %
+# points of %, per column: 4 x the RMS of SparseGPT's measured cross-kernel drift, rounded up to 0.5 (docstring)
+RETENTION_TOL = {"S_General": 2.5, "S_Commonsense": 10.5, "S_Code": 4.0, "S_Math": 3.5, "S_total": 3.5}
 PROFILE_TOL = 0.01  # relative
 
 
@@ -40,6 +46,11 @@ def _rel(a, b) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
+def within_tolerance(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two runs' retention (points, ``_retention_points``) differ by at most RETENTION_TOL in every column."""
+    return all(abs(a[k] - b.get(k, math.inf)) <= RETENTION_TOL[k] for k in a)
+
+
 def compare_records(committed: dict, fresh: dict) -> dict:
     """Differences of one run: max |Δ retention| (pts), max relative |Δ profile metric|, and whether exact. A run
     evaluated on other items than its committed record measured something else: it does not count as reproduced."""
@@ -50,7 +61,7 @@ def compare_records(committed: dict, fresh: dict) -> dict:
     exact = d_ret == 0 and d_prof == 0 and committed["scores"] == fresh["scores"]
     same_items = evaluated_items(committed) == evaluated_items(fresh)
     return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items,
-            "reproduced": d_ret <= RETENTION_TOL and d_prof <= PROFILE_TOL and same_items,
+            "reproduced": within_tolerance(a, b) and d_prof <= PROFILE_TOL and same_items,
             "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}
 
 
@@ -99,5 +110,6 @@ def summary_line(result: dict) -> str:
     scored += f"; {other} runs evaluated on other items than committed (not comparable)" if other else ""
     groups = f" of groups {', '.join(result['groups'])}" if result.get("groups") else ""
     return (f"reproduced {k}/{result['committed']} runs{groups}: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
-            f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance {RETENTION_TOL:g} pt retention, "
-            f"{PROFILE_TOL:.0%} profile{missing}{scored}")
+            f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance "
+            + ", ".join(f"{k.removeprefix('S_')} {v:g}" for k, v in RETENTION_TOL.items())
+            + f" pts retention, {PROFILE_TOL:.0%} profile{missing}{scored}")
