@@ -305,6 +305,11 @@ def reproduction_markdown(folder: str | Path, committed: int | None = None) -> s
         if len(alone):
             text += (f", evaluation per pruned model median {alone['fresh_eval_s'].median():.1f} s (range "
                      f"{alone['fresh_eval_s'].min():.1f}–{alone['fresh_eval_s'].max():.1f} s)")
+        bad = t[~t["reproduced"].astype(bool)]
+        if len(bad):
+            text += (f". Not reproduced ({len(bad)}): " + "; ".join(
+                f"{r.label} {r.method} {r.sparsity} seed {r.seed} (|Δ retention| {r.retention_pts:.2f} pts, relative "
+                f"|Δ profile| {r.profile_rel:.2g})" for r in bad.itertuples()))
         per = t.groupby("method").agg(runs=("key", "size"), prune_s=("fresh_prune_s", "mean"),
                                       eval_s=("fresh_eval_s", "mean"), run_s=("fresh_run_s", "mean")).round(1)
         out.append(text + ".\n\nMean seconds per run:\n\n" + per.to_markdown())

@@ -238,10 +238,13 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     text = A.reproduction_markdown(tmp_path, 2)  # the reports' "Reproduction" section reads such tables
     assert "`cmp.csv`: 1 of 1 recomputed runs (of the 2 committed runs) reproduce their committed records (1 " \
         "bit-identical; max" in text
-    t = pd.read_csv(tmp_path / "cmp.csv").assign(scorers="lm-eval-hflm → calibkit-scored-1", exact=False)
-    t.to_csv(tmp_path / "cmp.csv", index=False)  # a run recomputed with another scorer is named as such
-    assert "(0 bit-identical; 1 rescored, lm-eval-hflm → calibkit-scored-1: not bit-identical by design; max" in \
-        A.reproduction_markdown(tmp_path)
+    t = pd.read_csv(tmp_path / "cmp.csv").assign(scorers="lm-eval-hflm → calibkit-scored-1", exact=False,
+                                                 reproduced=False, profile_rel=0.5)
+    t.to_csv(tmp_path / "cmp.csv", index=False)  # rescored and not reproduced runs are named as such
+    text = A.reproduction_markdown(tmp_path)
+    assert "(0 bit-identical; 1 rescored, lm-eval-hflm → calibkit-scored-1: not bit-identical by design; max" in text
+    assert "0 of 1 recomputed runs" in text and "Not reproduced (1): ptb wanda 0.5 seed 0 (|Δ retention| 0.00 pts, " \
+        "relative |Δ profile| 0.5)" in text
     assert "No reproduction recorded" in A.reproduction_markdown(tmp_path / "none")
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--profile", str(tmp_path / "two.yaml")])
     assert "reproduced 1/2 runs: " in capsys.readouterr().out
