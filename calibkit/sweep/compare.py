@@ -15,7 +15,8 @@ and each profile metric by at most ``PROFILE_TOL`` (relative). Why these toleran
   committed measurement stays inside these tolerances.
 A record scored by another likelihood scorer than its committed one (``scorer``) is compared all the same and counted
 in the summary: calibkit's scorer and lm-eval's differ by bf16 rounding (dense bits per byte +2e-5 to +3.3e-4
-relative on SmolLM2), far inside the tolerance, but not bit for bit.
+relative on SmolLM2), far inside the tolerance, but not bit for bit; on few-item accuracy tasks a near-tied item can
+flip (an OASIS NIRVANA run moved 1.48 pts of retention by rescoring alone, its dense scores too).
 """
 from __future__ import annotations
 
