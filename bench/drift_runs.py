@@ -38,15 +38,10 @@ from drift import ROOT, VARIANTS  # noqa: E402  (the kernel variants are defined
 def _config(rec: dict):
     from calibkit.sweep.config import RunConfig
 
-    cfg = rec["config"]
-    cfg = RunConfig(**(cfg | {"tasks": tuple(cfg["tasks"]) if cfg.get("tasks") else None}))
+    cfg = RunConfig.from_dict(rec["config"])
     if cfg.key != rec["key"]:
         raise SystemExit(f"record {rec['key']}: its config hashes to {cfg.key}; written by another calibkit")
     return cfg
-
-
-def _points(ret: dict) -> dict[str, float]:
-    return {**{f"S_{d}": 100 * v for d, v in ret["dimensions"].items()}, "S_total": 100 * ret["total"]}
 
 
 def child(args) -> None:
@@ -77,6 +72,7 @@ def evaluate_weights(cfg, weights: dict):
 
     from calibkit.eval.harness import dense_scores, evaluate
     from calibkit.eval.retention import retention
+    from calibkit.sweep.compare import retention_points
     from calibkit.sweep.run import fresh_model
 
     model, tok = fresh_model(cfg.model)
@@ -89,7 +85,8 @@ def evaluate_weights(cfg, weights: dict):
         for name, w in weights.items():
             params[name].copy_(w)
     res = evaluate(model.to(dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
-    return _points(retention(res["scores"], dense["scores"], res["dimensions"], set(res["lower_is_better"])))
+    return retention_points(retention(res["scores"], dense["scores"], res["dimensions"],
+                                      set(res["lower_is_better"])))
 
 
 def select(records: list[dict], args) -> list[dict]:
@@ -102,22 +99,6 @@ def select(records: list[dict], args) -> list[dict]:
     # the balanced mix first (comparable with drift.py's fully-AVX2 measurement), then alternate pruners
     return sorted(picked, key=lambda r: (r["calibration"]["label"] != "mix_balanced", r["calibration"]["label"],
                                          r["config"]["method"], r["config"]["seed"]))
-
-
-def summary(rows: list[dict]) -> dict:
-    """Per pruner and over all: mean, sd and max |Δ| of variant − fresh reference, per column (points)."""
-    import numpy as np
-
-    cols = [k for k in rows[0]["delta"]]
-    out = {}
-    for name, part in [("all", rows)] + [(m, [r for r in rows if r["method"] == m])
-                                          for m in sorted({r["method"] for r in rows})]:
-        d = np.array([[r["delta"][c] for c in cols] for r in part])
-        out[name] = {"runs": len(part), **{c: {"mean": float(d[:, j].mean()),
-                                                "sd": float(d[:, j].std(ddof=1)) if len(part) > 1 else None,
-                                                "max_abs": float(np.abs(d[:, j]).max())}
-                                            for j, c in enumerate(cols)}}
-    return out
 
 
 def main() -> None:
@@ -144,7 +125,7 @@ def main() -> None:
     from tqdm.auto import tqdm
 
     from calibkit.environment import describe
-    from calibkit.sweep.compare import compare_records
+    from calibkit.sweep.compare import compare_records, retention_points
     from calibkit.sweep.run import run_one
     from calibkit.sweep.store import Store
 
@@ -166,11 +147,11 @@ def main() -> None:
                            check=True, env=os.environ | variant["env"] | {"PYTHONPATH": path})
             pruned = torch.load(saved)
         fresh = Store(args.fresh).get(cfg) or run_one(cfg, args.fresh)
-        ref = _points(fresh["retention"])
+        ref = retention_points(fresh["retention"])
         var = evaluate_weights(cfg, pruned["weights"])
         row = {"key": rec["key"], "label": rec["calibration"]["label"], "method": cfg.method,
                "sparsity": cfg.sparsity, "seed": cfg.seed, "variant": args.variant,
-               "committed": _points(rec["retention"]), "reference": ref, "variant_retention": var,
+               "committed": retention_points(rec["retention"]), "reference": ref, "variant_retention": var,
                "delta": {k: var[k] - ref[k] for k in ref},
                "reference_vs_committed": compare_records(rec, fresh),
                "prune_seconds": {"variant": pruned["prune_seconds"], "reference": fresh["seconds"]["prune"]},
@@ -184,7 +165,9 @@ def main() -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     if not rows:
         return
-    s = summary(rows)
+    from calibkit.analysis import drift_frame, drift_stats
+
+    s = drift_stats(drift_frame(rows))
     for name, part in s.items():
         print(f"{name} ({part['runs']} runs): " + ", ".join(
             f"{c[2:]} mean {v['mean']:+.2f} sd {v['sd'] if v['sd'] is None else round(v['sd'], 2)} "

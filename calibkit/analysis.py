@@ -291,7 +291,8 @@ def reproduction_markdown(folder: str | Path, committed: int | None = None) -> s
         cost = _stage_sums(t, {c: f"fresh_{c}_s" for c in stages}, total)
         kernels = ", ".join(map(str, t["fresh_cpu"].unique()))
         packages = ", ".join(str(h)[:12] for h in t["fresh_packages_sha256"].unique())
-        rescored = t[t["scorers"].str.split(" → ").str[0] != t["scorers"].str.split(" → ").str[-1]]
+        pair = t["scorers"].str.split(" → ")  # committed → fresh scorer
+        rescored = t[pair.str[0] != pair.str[-1]]
         of = f" (of the {committed} committed runs)" if committed is not None else ""
         text = (f"`{f.name}`: {int(t['reproduced'].sum())} of {len(t)} recomputed runs{of} reproduce their "
                 f"committed records ({int(t['exact'].sum())} bit-identical"
@@ -322,24 +323,34 @@ def drift_table(folder: str | Path, profile: str) -> pd.DataFrame:
     per column of COLUMNS, variant − reference retention in points. Empty when nothing was measured."""
     import json
 
-    rows = [json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
-            for line in f.read_text().splitlines() if line.strip()]
+    return drift_frame([json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
+                        for line in f.read_text().splitlines() if line.strip()])
+
+
+def drift_frame(rows: list[dict]) -> pd.DataFrame:
+    """``bench/drift_runs.py`` rows as a table: method, sparsity, label, seed, variant, Δ of each COLUMN (points)."""
     return pd.DataFrame([{k: r[k] for k in ("method", "sparsity", "label", "seed", "variant")} | r["delta"]
                          for r in rows], columns=["method", "sparsity", "label", "seed", "variant", *COLUMNS])
 
 
+def drift_stats(drift: pd.DataFrame) -> dict:
+    """Over all runs and per pruner: runs, and per column the mean, sd (None for one run) and max |Δ| (points)."""
+    return {name: {"runs": len(d)} | {c: {"mean": float(d[c].mean()),
+                                          "sd": float(d[c].std(ddof=1)) if len(d) > 1 else None,
+                                          "max_abs": float(d[c].abs().max())} for c in COLUMNS}
+            for name, d in [("all", drift)] + list(drift.groupby("method"))}
+
+
 def drift_markdown(drift: pd.DataFrame) -> str:
-    """The measured cross-kernel drift per pruner (mean, sd, max |Δ| per column) beside the reproduction check's
-    tolerance (``sweep.compare.RETENTION_TOL``)."""
+    """The measured cross-kernel drift per pruner (``drift_stats``) beside the reproduction check's tolerance
+    (``sweep.compare.RETENTION_TOL``)."""
     from .sweep.compare import RETENTION_TOL as tolerance
 
     if not len(drift):
         return "No cross-kernel drift measured (`python bench/drift_runs.py`).\n"
-    rows = []
-    for method, d in [("all", drift)] + list(drift.groupby("method")):
-        rows.append({"pruner": method, "runs": len(d)} | {
-            c.removeprefix("S_"): f"{d[c].mean():+.2f} ± {d[c].std(ddof=1):.2f} (max {d[c].abs().max():.2f})"
-            for c in COLUMNS})
+    rows = [{"pruner": name, "runs": s["runs"]} | {
+        c.removeprefix("S_"): f"{s[c]['mean']:+.2f} ± {s[c]['sd'] or 0:.2f} (max {s[c]['max_abs']:.2f})"
+        for c in COLUMNS} for name, s in drift_stats(drift).items()]
     rows.append({"pruner": "tolerance", "runs": ""} | {c.removeprefix("S_"): f"{tolerance[c]:g}" for c in COLUMNS})
     variants = ", ".join(sorted(drift["variant"].unique()))
     return (f"Retention of the same runs pruned on other CPU kernels ({variants}; `bench/drift_runs.py`), minus "

@@ -36,8 +36,8 @@ def scorer(rec: dict) -> str:
     return rec.get("scorer", "lm-eval-hflm")
 
 
-def _retention_points(rec: dict) -> dict[str, float]:
-    r = rec["retention"]
+def retention_points(r: dict) -> dict[str, float]:
+    """A run's retention (``eval.retention.retention``) as points of %: S_<dimension> and S_total."""
     return {**{f"S_{d}": 100 * v for d, v in r["dimensions"].items()}, "S_total": 100 * r["total"]}
 
 
@@ -48,14 +48,14 @@ def _rel(a, b) -> float:
 
 
 def within_tolerance(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Whether two runs' retention (points, ``_retention_points``) differ by at most RETENTION_TOL in every column."""
+    """Whether two runs' retention (points, ``retention_points``) differ by at most RETENTION_TOL in every column."""
     return all(abs(a[k] - b.get(k, math.inf)) <= RETENTION_TOL[k] for k in a)
 
 
 def compare_records(committed: dict, fresh: dict) -> dict:
     """Differences of one run: max |Δ retention| (pts), max relative |Δ profile metric|, and whether exact. A run
     evaluated on other items than its committed record measured something else: it does not count as reproduced."""
-    a, b = _retention_points(committed), _retention_points(fresh)
+    a, b = retention_points(committed["retention"]), retention_points(fresh["retention"])
     d_ret = max(abs(a[k] - b.get(k, math.inf)) for k in a)
     pa, pb = committed.get("profile") or {}, fresh.get("profile") or {}
     d_prof = max((_rel(pa.get(m), pb.get(m)) for m in PROFILE_METRICS), default=0.0)

@@ -34,6 +34,11 @@ class RunConfig:
     tasks: tuple[str, ...] | None = None  # subset of the suite's tasks (None: all)
     eval_dtype: str = "float32"  # dtype the (dense and pruned) models are evaluated in; pruning is always float32
 
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The config from ``asdict(cfg)`` as a record stores it or a worker receives it (``tasks`` as a list)."""
+        return cls(**(d | {"tasks": tuple(d["tasks"]) if d.get("tasks") else None}))
+
     @property
     def key(self) -> str:
         return run_key(self)

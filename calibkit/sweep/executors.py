@@ -66,6 +66,6 @@ def _run_ray(todo: list[RunConfig], store: Store, device: str, address: str | No
 
 
 def _ray_run(cfg: dict, store_root: str, device: str, profile: bool = True) -> str:
-    cfg = RunConfig(**(cfg | {"tasks": tuple(cfg["tasks"]) if cfg.get("tasks") else None}))
+    cfg = RunConfig.from_dict(cfg)
     run_one(cfg, store_root, device, profile)
     return cfg.key
