@@ -385,6 +385,13 @@ def cmd_sweep(args) -> int:
         prof = sweep.restrict_groups(prof, _groups(args.only))
     configs = sweep.expand(prof)
     store = args.store or str(Path("results") / prof["name"])
+    if args.repair_profiles:
+        fixed = sweep.repair_profiles(configs, store)
+        for r in fixed:
+            print(f"profile replaced: {r['key']} {r['calibration']} {r['method']} seed {r['seed']}: distortion "
+                  f"{r['was'].get('distortion')} -> {r['now'].get('distortion')}")
+        print(f"{prof['name']}: {len(fixed)} records given their calibration set's stored profile; store {store}")
+        return 0
     if args.dry_run:
         st = sweep.Store(store)
         for c in configs:
@@ -684,6 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="cpu", help="where layers are pruned and models evaluated (cpu, cuda)")
     w.add_argument("--only", help="comma-separated experiment groups of the profile (default: all)")
     w.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done")
+    w.add_argument("--repair-profiles", action="store_true",
+                   help="profile the finished runs' calibration sets that lack a stored profile and give each record "
+                        "its set's stored profile (records of OASIS selections before 2026-11-29 carried another "
+                        "pruner's); runs nothing else")
     w.set_defaults(func=cmd_sweep)
 
     v = sub.add_parser("advise", help="search the pool mixture that keeps the weighted capabilities (Optuna)")

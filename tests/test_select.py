@@ -235,3 +235,47 @@ def test_sweep_groups_take_selection_specs():
                                           "sparsities": ["0.5"]}}}
     with pytest.raises(sweep.SweepError, match="differentiable saliency"):
         sweep.expand(bad)
+
+
+def test_stored_profile_of_an_oasis_selection_is_per_pruner(tmp_path):
+    """The store once kept one profile per spec, N, L and seed: the OASIS set selected for NIRVANA was given the
+    profile of the set selected for Wanda (the committed selection records carried it). Each pruner's set has its own."""
+    from calibkit import sweep
+
+    prof = {"name": "t", "model": "tiny-llama", "suite": "embedded", "limit": 1, "n": 2, "seqlen": 16, "seeds": [0],
+            "experiments": {"sel": {"calibration": ["select:oasis:8:ptb", "select:random:8:ptb"],
+                                    "methods": ["wanda", "nirvana"], "sparsities": ["0.2"]}}}
+    configs = sweep.expand(prof)
+    (ow, on), (rw, rn) = ([c for c in configs if c.calibration.startswith(f"select:{m}")] for m in ("oasis", "random"))
+    store, made = sweep.Store(tmp_path / "store"), []
+
+    def make(cfg):
+        made.append(cfg.method)
+        return {"distortion": float(len(made))} | cfg.calibration_identity
+
+    for cfg in (ow, on, rw, rn):
+        store.profile(cfg, lambda: make(cfg))
+    assert made == ["wanda", "nirvana", "wanda"]  # the random draw is one set for both pruners
+    assert store.profile(on)["method"] == "nirvana" and store.profile(ow)["distortion"] == 1.0
+    assert store.profile(rn) == store.profile(rw) and "method" not in store.profile(rn)
+
+
+def test_repair_profiles_gives_records_their_own_sets_profile(tmp_path):
+    from calibkit import sweep
+
+    prof = {"name": "t", "model": "tiny-llama", "suite": "embedded", "limit": 1, "n": 2, "seqlen": 16, "seeds": [0],
+            "experiments": {"sel": {"calibration": ["select:oasis:8:ptb"], "methods": ["wanda", "nirvana"],
+                                    "sparsities": ["0.2"]}}}
+    wanda, nirvana = sweep.expand(prof)
+    store = sweep.Store(tmp_path / "store")
+    store.claim()
+    for cfg, d in ((wanda, 1.0), (nirvana, 2.0)):
+        store.profile(cfg, lambda: {"distortion": d} | cfg.calibration_identity)  # what profiling each set gave
+        store.put(cfg, {"key": cfg.key, "config": {}, "calibration": {}, "retention": {}, "scores": {}, "prune": {},
+                        "seconds": {}, "profile": {"distortion": 1.0} | wanda.calibration_identity})  # Wanda's, as before
+    fixed = sweep.repair_profiles([wanda, nirvana], store.root, progress=False)
+    assert [r["key"] for r in fixed] == [nirvana.key]
+    rec = store.get(nirvana)  # passes its checksum
+    assert rec["profile"]["distortion"] == 2.0 and rec["profile_replaced"]["was"]["distortion"] == 1.0
+    assert store.get(wanda)["profile"]["distortion"] == 1.0 and "profile_replaced" not in store.get(wanda)
+    assert sweep.repair_profiles([wanda, nirvana], store.root, progress=False) == []  # idempotent

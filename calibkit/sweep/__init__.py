@@ -13,10 +13,10 @@ Executors: ``local`` (sequential, in this process) and ``ray`` (one Ray task per
 from .config import NO_CALIBRATION, PROFILE_DIR, Group, Profile, RunConfig, RunSettings, SweepError, expand, \
     load_profile, restrict_groups, run_key, sample_specs
 from .executors import run_sweep
-from .run import profile_sets, run_one
+from .run import profile_sets, repair_profiles, run_one
 from .store import Store, checksum
 from .tables import PROFILE_METRICS, profiles_table, results_table
 
 __all__ = ["NO_CALIBRATION", "PROFILE_DIR", "PROFILE_METRICS", "Group", "Profile", "RunConfig", "RunSettings",
-           "Store", "SweepError", "checksum", "expand", "load_profile", "profile_sets", "profiles_table",
+           "Store", "SweepError", "checksum", "expand", "load_profile", "profile_sets", "profiles_table", "repair_profiles",
            "restrict_groups", "results_table", "run_key", "run_one", "run_sweep", "sample_specs"]

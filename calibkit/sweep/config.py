@@ -44,13 +44,18 @@ class RunConfig:
         return run_key(self)
 
     @property
-    def calibration_key(self) -> str:
-        """Runs that share this key use the same calibration set (an OASIS selection also depends on the pruner
-        and sparsity it selects for)."""
-        parts = [self.calibration, self.n, self.seqlen, self.seed, self.model]
+    def calibration_identity(self) -> dict:
+        """What decides this run's calibration set: spec, N, L, seed, model, and for an OASIS selection the pruner
+        and sparsity it selects for. Runs with the same identity share the set and its stored profile."""
+        ident = {"calibration": self.calibration, "n": self.n, "seqlen": self.seqlen, "seed": self.seed,
+                 "model": self.model}
         if self.calibration.startswith("select:oasis"):
-            parts += [self.method, self.sparsity]
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+            ident |= {"method": self.method, "sparsity": self.sparsity}
+        return ident
+
+    @property
+    def calibration_key(self) -> str:
+        return hashlib.sha256(json.dumps(self.calibration_identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_key(cfg: RunConfig) -> str:

@@ -25,9 +25,8 @@ def _profile(cfg: RunConfig, cs, model, store: Store) -> dict | None:
 
     if cs is None:
         return None
-    return store.profile(cfg, lambda: profile(cs, model, progress=False) | {
-        "calibration": cfg.calibration, "n": cfg.n, "seqlen": cfg.seqlen, "seed": cfg.seed,
-        "model": cfg.model} | calibration_info(cfg, cs))
+    return store.profile(cfg, lambda: profile(cs, model, progress=False) | cfg.calibration_identity
+                         | calibration_info(cfg, cs))
 
 
 def label_info(calibration: str) -> dict:
@@ -153,3 +152,29 @@ def profile_sets(configs: list[RunConfig], store_root: str | os.PathLike, progre
         model, tok = models[c.model]
         _profile(c, _calibration(c, tok, model), model, store)
     return len(todo)
+
+
+def repair_profiles(configs: list[RunConfig], store_root: str | os.PathLike, progress: bool = True) -> list[dict]:
+    """Give every finished record of ``configs`` the stored profile of its calibration set where the copy it
+    carries has other metric values (profiling missing sets first, ``profile_sets``); each rewritten record keeps what it carried
+    under ``profile_replaced``. Until 2026-11-29 the store kept one profile per spec, N, L and seed, so an OASIS
+    selection's records carried the profile of the set selected for whichever pruner was profiled first; their
+    pruning and evaluation used their own set. Returns one row per rewritten record (key, old and new)."""
+    from ..profile import METRICS as PROFILE_METRICS
+
+    store = Store(store_root)
+    done = [c for c in configs if c.calibration != NO_CALIBRATION and store.get(c) is not None]
+    profile_sets(done, store_root, progress)
+    out = []
+    for c in done:
+        rec, prof = store.get(c), store.profile(c)
+        if rec.get("profile") is None or all(rec["profile"].get(m) == prof.get(m) for m in PROFILE_METRICS):
+            continue
+        was = rec["profile"]
+        store.put(c, {k: v for k, v in rec.items() if k != "checksum"} | {
+            "profile": prof, "profile_replaced": {"was": was, "on": time.strftime("%Y-%m-%d"),
+                                                  "why": "the store's profile of this run's calibration set"}})
+        out.append({"key": c.key, "calibration": c.calibration, "method": c.method, "seed": c.seed,
+                    "was": was, "now": prof})
+    return out
+

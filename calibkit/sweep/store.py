@@ -124,13 +124,13 @@ class Store:
         return out
 
     def profile(self, cfg: RunConfig, make=None) -> dict | None:
-        """The stored profile of ``cfg``'s calibration set (``calibkit.cache``, keyed by the set's content: spec,
-        N, L, seed and the model's identity); computed with ``make()`` when missing (None without ``make``)."""
+        """The stored profile of ``cfg``'s calibration set (``calibkit.cache``, keyed by what decides the set,
+        ``RunConfig.calibration_identity``, with the model's identity); computed with ``make()`` when missing (None
+        without ``make``)."""
         from ..cache import cached, load
         from ..models import identity
 
-        key = {"calibration": cfg.calibration, "n": cfg.n, "seqlen": cfg.seqlen, "seed": cfg.seed,
-               "model": identity(cfg.model)}
+        key = cfg.calibration_identity | {"model": identity(cfg.model)}
         folder, what = self.profiles.absolute(), "calibration-set profile"
         if make is None:
             return load(folder, key, "profile", what, valid=lambda v: isinstance(v, dict))
