@@ -11,7 +11,12 @@ rather than from one number. For each selected committed run:
 3. this process evaluates the variant's weights exactly as the run evaluates (dtype, suite, items), and computes
    their retention against the same dense scores.
 
-Only the pruning runs on the variant kernels; evaluation runs on this machine's. ``drift.py`` measured that
+With ``--kinds select`` (and ``--suite oasis``) the runs are OASIS's selection runs: the child starts from a cache
+without OASIS selections and generated sets (``shadow_cache``), so the selection is made again on the variant's
+kernels, and each row says whether it picked the same samples (``same_calibration``) and carries the raw scores
+(``selection_study.drift_table`` reads their log perplexity and accuracy).
+
+Only the calibration set's making and the pruning run on the variant kernels; evaluation runs on this machine's. ``drift.py`` measured that
 evaluation kernels move S_d by <= 0.06 pts with the same mask (AVX-512 without BF16), and the ``balanced`` run here
 against ``reports/bench/drift_bf16.json``'s fully-AVX2 variant tells the rest. Evaluating bf16 on AVX2 costs ~4x.
 
@@ -19,6 +24,8 @@ Rows are appended to ``--out`` (JSON lines) as runs finish; a rerun skips the ru
 
     python bench/drift_runs.py --methods sparsegpt,wanda --sparsity 0.6 --seeds 0 \
         --out results/drift/embedded-avx2.jsonl --fresh results/reproductions/embedded/store
+    python bench/drift_runs.py --kinds select --suite oasis --methods wanda,sparsegpt,nirvana --sparsity 0.5,0.2 \
+        --seeds 0 --out results/drift/embedded-selection-avx2.jsonl --fresh results/reproductions/embedded/store
 """
 from __future__ import annotations
 
@@ -33,6 +40,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from drift import ROOT, VARIANTS  # noqa: E402  (the kernel variants are defined once, in drift.py)
+
+from calibkit.settings import CACHE_ENV  # noqa: E402
+
+RECOMPUTED = ("select", "selfgen")  # cache folders the variant's child starts without
 
 
 def _config(rec: dict):
@@ -61,11 +72,23 @@ def child(args) -> None:
     _prune(model, cs, cfg, "cpu")
     seconds = time.perf_counter() - t0
     torch.save({"weights": {n: p.detach() for n, p in model.named_parameters() if ".layers." in n and p.ndim == 2},
-                "prune_seconds": seconds, "environment": json.dumps(describe())}, args.out)
+                "prune_seconds": seconds, "environment": json.dumps(describe()),
+                "calibration": cs.tokens_digest() if cs is not None else None}, args.out)
+
+
+def calibration_digest(cfg) -> str | None:
+    """The token digest of the run's calibration set as this process builds it (OASIS selections and generated
+    sets from the cache the reference run filled)."""
+    from calibkit.sweep.run import _calibration, fresh_model
+
+    model, tok = fresh_model(cfg.model)
+    cs = _calibration(cfg, tok, model)
+    return cs.tokens_digest() if cs is not None else None
 
 
 def evaluate_weights(cfg, weights: dict):
-    """Retention (points) of the unpruned model with ``weights`` loaded, evaluated as ``run_one`` evaluates."""
+    """Retention (points) and scores of the unpruned model with ``weights`` loaded, evaluated as ``run_one``
+    evaluates."""
     import copy
 
     import torch
@@ -86,15 +109,28 @@ def evaluate_weights(cfg, weights: dict):
             params[name].copy_(w)
     res = evaluate(model.to(dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
     return retention_points(retention(res["scores"], dense["scores"], res["dimensions"],
-                                      set(res["lower_is_better"])))
+                                      set(res["lower_is_better"]))), res["scores"]
+
+
+def shadow_cache(tmp: str) -> str:
+    """A cache root for the variant's child: this one's folders linked in, except what the run computes on its own
+    kernels and the cache would otherwise hand back from this machine's (OASIS selections, self-generated sets)."""
+    from calibkit.settings import cache_dir
+
+    root = Path(tmp) / "cache"
+    root.mkdir()
+    for entry in Path(cache_dir()).iterdir():
+        if entry.name not in RECOMPUTED:
+            (root / entry.name).symlink_to(entry)
+    return str(root)
 
 
 def select(records: list[dict], args) -> list[dict]:
     methods, seeds = args.methods.split(","), {int(s) for s in args.seeds.split(",")}
     labels = args.labels.split(",") if args.labels else None
-    picked = [r for r in records if r["config"]["method"] in methods and r["config"]["sparsity"] == args.sparsity
-              and r["config"]["seed"] in seeds and r["config"]["suite"] == args.suite
-              and r["calibration"].get("kind") in ("source", "mix")
+    picked = [r for r in records if r["config"]["method"] in methods
+              and r["config"]["sparsity"] in args.sparsity.split(",") and r["config"]["seed"] in seeds
+              and r["config"]["suite"] == args.suite and r["calibration"].get("kind") in args.kinds.split(",")
               and (labels is None or r["calibration"]["label"] in labels)]
     # the balanced mix first (comparable with drift.py's fully-AVX2 measurement), then alternate pruners
     return sorted(picked, key=lambda r: (r["calibration"]["label"] != "mix_balanced", r["calibration"]["label"],
@@ -108,7 +144,9 @@ def main() -> None:
     p.add_argument("--out", required=True, help="JSON lines, one per run; resumes")
     p.add_argument("--variant", default="avx2-threads2", choices=sorted(VARIANTS))
     p.add_argument("--methods", default="sparsegpt,wanda")
-    p.add_argument("--sparsity", default="0.6")
+    p.add_argument("--sparsity", default="0.6", help="comma-separated (e.g. 0.5,0.2 for OASIS's selection runs)")
+    p.add_argument("--kinds", default="source,mix",
+                   help="calibration kinds (select: OASIS's selection runs, e.g. with --suite oasis)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--suite", default="embedded")
     p.add_argument("--labels", help="calibration labels (default: every single source and mix)")
@@ -144,15 +182,18 @@ def main() -> None:
             saved = os.path.join(tmp, "weights.pt")
             subprocess.run([sys.executable, __file__, "--child", "--store", args.store, "--fresh", args.fresh,
                             "--out", saved, "--key", rec["key"], "--threads", str(variant["threads"])],
-                           check=True, env=os.environ | variant["env"] | {"PYTHONPATH": path})
+                           check=True, env=os.environ | variant["env"] | {"PYTHONPATH": path,
+                                                                          CACHE_ENV: shadow_cache(tmp)})
             pruned = torch.load(saved)
         fresh = Store(args.fresh).get(cfg) or run_one(cfg, args.fresh)
         ref = retention_points(fresh["retention"])
-        var = evaluate_weights(cfg, pruned["weights"])
-        row = {"key": rec["key"], "label": rec["calibration"]["label"], "method": cfg.method,
-               "sparsity": cfg.sparsity, "seed": cfg.seed, "variant": args.variant,
-               "committed": retention_points(rec["retention"]), "reference": ref, "variant_retention": var,
-               "delta": {k: var[k] - ref[k] for k in ref},
+        var, var_scores = evaluate_weights(cfg, pruned["weights"])
+        row = {"key": rec["key"], "label": rec["calibration"]["label"], "kind": rec["calibration"].get("kind"),
+               "suite": cfg.suite, "method": cfg.method, "sparsity": cfg.sparsity, "seed": cfg.seed,
+               "variant": args.variant, "committed": retention_points(rec["retention"]), "reference": ref,
+               "variant_retention": var, "delta": {k: var[k] - ref[k] for k in ref},
+               "scores": {"committed": rec["scores"], "reference": fresh["scores"], "variant": var_scores},
+               "same_calibration": pruned["calibration"] == calibration_digest(cfg),
                "reference_vs_committed": compare_records(rec, fresh),
                "prune_seconds": {"variant": pruned["prune_seconds"], "reference": fresh["seconds"]["prune"]},
                "variant_cpu": json.loads(pruned["environment"])["torch"]["cpu_capability"],
@@ -165,8 +206,17 @@ def main() -> None:
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     if not rows:
         return
+    from calibkit import selection_study as SS
     from calibkit.analysis import drift_frame, drift_stats
 
+    sel = SS.drift_frame([r for r in rows if r.get("kind") == "select"])
+    for (method, selector), d in sel.groupby(["method", "selector"]):
+        print(f"{method} {selector} ({len(d)} runs): Δ log ppl mean {d['log_ppl'].mean():+.4f} max|Δ| "
+              f"{d['log_ppl'].abs().max():.4f}, Δ acc mean {d['acc'].mean():+.2f} max|Δ| {d['acc'].abs().max():.2f} "
+              f"pts, same samples selected in {int(d['same_calibration'].sum())}/{len(d)}")
+    rows = [r for r in rows if r.get("kind") != "select"]
+    if not rows:
+        return
     s = drift_stats(drift_frame(rows))
     for name, part in s.items():
         print(f"{name} ({part['runs']} runs): " + ", ".join(

@@ -317,14 +317,20 @@ def reproduction_markdown(folder: str | Path, committed: int | None = None) -> s
     return "\n\n".join(out)
 
 
-def drift_table(folder: str | Path, profile: str) -> pd.DataFrame:
-    """Measured cross-kernel drift of the profile's runs (``bench/drift_runs.py`` rows in
-    ``folder/<profile>-*.jsonl``): one row per run and kernel variant — method, sparsity, label, seed, variant and,
-    per column of COLUMNS, variant − reference retention in points. Empty when nothing was measured."""
+def drift_rows(folder: str | Path, profile: str) -> list[dict]:
+    """Every ``bench/drift_runs.py`` row measured for the profile (``folder/<profile>-*.jsonl``)."""
     import json
 
-    return drift_frame([json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
-                        for line in f.read_text().splitlines() if line.strip()])
+    return [json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
+            for line in f.read_text().splitlines() if line.strip()]
+
+
+def drift_table(folder: str | Path, profile: str) -> pd.DataFrame:
+    """Measured cross-kernel drift of the profile's capability-study runs (single sources and mixes; OASIS's
+    selection runs are read by ``selection_study.drift_table``): one row per run and kernel variant — method,
+    sparsity, label, seed, variant and, per column of COLUMNS, variant − reference retention in points. Empty when
+    nothing was measured."""
+    return drift_frame([r for r in drift_rows(folder, profile) if r.get("kind", "source") in ("source", "mix")])
 
 
 def drift_frame(rows: list[dict]) -> pd.DataFrame:

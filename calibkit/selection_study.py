@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, MIN_SEEDS, _verdict, paired, verdict_block
+from .verdicts import ALPHA, MIN_SEEDS, ROBUST_DRAWS, _verdict, paired, stable, verdict_block
 
 SELECTORS = ("random", "entropy", "synthetic", "oasis")
 PPL = ("ck_wikitext2_ppl", "ck_ptb_ppl", "ck_lambada_ppl")
@@ -27,13 +27,21 @@ def tasks(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     return [t for t in PPL if t in have], [t for t in ACC if t in have]
 
 
-def per_seed(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, selector, seed): ``log_ppl`` (mean over perplexity tasks of log ppl) and ``acc`` (mean
-    over accuracy tasks, points), beside every task's score."""
+def _summaries(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``log_ppl`` (mean over perplexity tasks of log ppl) and ``acc`` (mean over accuracy tasks,
+    points) from its ``score_<task>`` columns."""
     ppl, acc = tasks(df)
     d = df.copy()
     d["log_ppl"] = np.log(d[[f"score_{t}" for t in ppl]].astype(float)).mean(axis=1) if ppl else np.nan
     d["acc"] = d[[f"score_{t}" for t in acc]].astype(float).mean(axis=1) * 100 if acc else np.nan
+    return d
+
+
+def per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, selector, seed): ``log_ppl`` (mean over perplexity tasks of log ppl) and ``acc`` (mean
+    over accuracy tasks, points), beside every task's score."""
+    ppl, acc = tasks(df)
+    d = _summaries(df)
     cols = ["method", "selector", "seed", "log_ppl", "acc", *[f"score_{t}" for t in ppl + acc]]
     return d[cols].sort_values(["method", "selector", "seed"]).reset_index(drop=True)
 
@@ -77,7 +85,11 @@ def _paired(a: pd.Series, b: pd.Series, sign: int, claim: str, test: str, unit: 
 
 def verdicts(df: pd.DataFrame) -> dict:
     """Every "OASIS improves on X" claim (module doc) for every method with OASIS runs."""
-    d = per_seed(df)
+    return seed_verdicts(per_seed(df))
+
+
+def seed_verdicts(d: pd.DataFrame) -> dict:
+    """``verdicts`` from the ``per_seed`` table."""
     found = {}
     for m in sorted(d["method"].unique()):
         mine = d[d["method"] == m]
@@ -97,6 +109,54 @@ def verdicts(df: pd.DataFrame) -> dict:
                     oasis["acc"], other["acc"], 1, f"OASIS raises commonsense accuracy against {x} ({m})",
                     "paired t-test over seeds, mean accuracy over the commonsense tasks (Δ)", "pts")
     return found
+
+
+def drift_table(folder, profile: str) -> pd.DataFrame:
+    """Measured cross-kernel drift of the profile's selection runs (``bench/drift_runs.py --kinds select`` rows in
+    ``folder/<profile>-*.jsonl``; the selection is made again on the variant's kernels): ``drift_frame``."""
+    from .analysis import drift_rows
+
+    return drift_frame([r for r in drift_rows(folder, profile) if r.get("kind") == "select"])
+
+
+def drift_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per measured selection run and variant: method, selector, seed, variant, whether the variant selected
+    the same samples, and the variant's minus the reference's ``log_ppl`` and ``acc`` (points)."""
+    cols = ["method", "selector", "seed", "variant", "same_calibration", "log_ppl", "acc"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    ids = [{"method": r["method"], "selector": r["label"].split(":")[1], "seed": r["seed"], "variant": r["variant"],
+            "same_calibration": r.get("same_calibration")} for r in rows]
+    ref, var = (_summaries(pd.DataFrame([{f"score_{t}": v for t, v in r["scores"][side].items()} for r in rows]))
+                for side in ("reference", "variant"))
+    return pd.DataFrame(ids).assign(log_ppl=(var["log_ppl"] - ref["log_ppl"]).to_numpy(),
+                                    acc=(var["acc"] - ref["acc"]).to_numpy())[cols]
+
+
+def perturb(d: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The ``per_seed`` table as other kernels could have computed it: each run's ``log_ppl`` and ``acc`` moved by
+    one measured run's drift (both from the same run) drawn with replacement from the measured runs of its pruner and
+    selector (of its pruner when that selector was not measured, of all runs when the pruner was not)."""
+    out = d.copy()
+    for (method, selector), idx in out.groupby(["method", "selector"]).groups.items():
+        pool = drift[(drift["method"] == method) & (drift["selector"] == selector)]
+        pool = pool if len(pool) else drift[drift["method"] == method]
+        pool = pool if len(pool) else drift
+        cols = ["log_ppl", "acc"]
+        out.loc[idx, cols] = out.loc[idx, cols].to_numpy(float) + pool[cols].to_numpy(float)[
+            rng.integers(0, len(pool), len(idx))]
+    return out
+
+
+def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, draws: int = ROBUST_DRAWS, seed: int = 0) -> dict:
+    """``verdicts.stable`` for the selection claims: each decided claim is tested again on ``draws`` perturbed
+    ``per_seed`` tables (``perturb``). No drift measured: ``found`` as it is."""
+    if drift is None or not len(drift):
+        return found
+    rng = np.random.default_rng(seed)
+    d = per_seed(df)
+    return stable(found, (perturb(d, drift, rng) for _ in range(draws)),
+                  lambda t: {k: f["verdict"] for k, f in seed_verdicts(t).items()}, len(drift))
 
 
 def verdicts_markdown(found: dict, profile: str, coverage: dict | None = None) -> str:

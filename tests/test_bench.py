@@ -81,3 +81,38 @@ def test_drift_over_committed_runs_on_a_tiny_store(tmp_path):
     assert all(r["reference_vs_committed"]["exact"] for r in rows)
     assert all(v == 0 for r in rows for v in r["delta"].values()) and "all (2 runs)" in run.stdout
     assert json.loads((tmp_path / "summary.json").read_text())["all"]["S_total"]["max_abs"] == 0
+
+
+def test_drift_over_selection_runs_remakes_the_selection_on_the_variant(tmp_path, monkeypatch):
+    """bench/drift_runs.py --kinds select: the child starts from a cache without OASIS selections (so the variant
+    selects again on its own kernels); rows carry the raw scores and whether the same samples were selected."""
+    import subprocess
+    import sys
+
+    from calibkit import selection_study as SS, sweep
+
+    sys.path.insert(0, str(BENCH.parent))
+    import drift_runs
+
+    cache = tmp_path / "root"
+    for d in ("select", "selfgen", "models", "eval"):
+        (cache / d).mkdir(parents=True)
+    with monkeypatch.context() as m:
+        m.setenv("CALIBKIT_CACHE", str(cache))
+        shadow = Path(drift_runs.shadow_cache(str(tmp_path)))
+    assert sorted(p.name for p in shadow.iterdir()) == ["eval", "models"] and (shadow / "models").is_symlink()
+
+    prof = {"name": "t", "model": "tiny-llama", "suite": "oasis", "limit": 2, "n": 2, "seqlen": 16, "seeds": [0],
+            "experiments": {"s": {"calibration": ["select:oasis:4:ptb", "select:random:4:ptb"], "methods": ["wanda"],
+                                  "sparsities": ["0.5"], "tasks": ["ck_ptb_ppl", "ck_arc_easy_val"]}}}
+    sweep.run_sweep(sweep.expand(prof), tmp_path / "committed", progress=False)
+    out = tmp_path / "t-sel.jsonl"
+    run = subprocess.run([sys.executable, str(BENCH.with_name("drift_runs.py")), "--store", str(tmp_path / "committed"),
+                          "--fresh", str(tmp_path / "fresh"), "--out", str(out), "--variant", "threads1", "--sparsity",
+                          "0.5", "--kinds", "select", "--suite", "oasis", "--methods", "wanda"],
+                         check=True, capture_output=True, text=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["label"] for r in rows) == ["select:oasis", "select:random"] and all(r["kind"] == "select" for r in rows)
+    assert all(r["same_calibration"] is True for r in rows if r["label"] == "select:random")
+    d = SS.drift_table(tmp_path, "t")
+    assert len(d) == 2 and d["log_ppl"].notna().all() and "wanda random (1 runs)" in run.stdout
