@@ -317,20 +317,22 @@ def reproduction_markdown(folder: str | Path, committed: int | None = None) -> s
     return "\n\n".join(out)
 
 
-def drift_rows(folder: str | Path, profile: str) -> list[dict]:
-    """Every ``bench/drift_runs.py`` row measured for the profile (``folder/<profile>-*.jsonl``)."""
+def drift_rows(folder: str | Path, profile: str, keys: set[str] | None = None) -> list[dict]:
+    """The ``bench/drift_runs.py`` rows measured for the profile (``folder/<profile>-*.jsonl``), of the runs ``keys``
+    (e.g. ``{c.key for c in study.configs(groups)}``; None: all)."""
     import json
 
-    return [json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
+    rows = [json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))
             for line in f.read_text().splitlines() if line.strip()]
+    return [r for r in rows if keys is None or r["key"] in keys]
 
 
-def drift_table(folder: str | Path, profile: str) -> pd.DataFrame:
-    """Measured cross-kernel drift of the profile's capability-study runs (single sources and mixes; OASIS's
-    selection runs are read by ``selection_study.drift_table``): one row per run and kernel variant — method,
-    sparsity, label, seed, variant and, per column of COLUMNS, variant − reference retention in points. Empty when
-    nothing was measured."""
-    return drift_frame([r for r in drift_rows(folder, profile) if r.get("kind", "source") in ("source", "mix")])
+def drift_table(folder: str | Path, profile: str, keys: set[str] | None = None) -> pd.DataFrame:
+    """Measured cross-kernel drift of the profile's capability-study runs (``keys``: those of its groups; single
+    sources and mixes): one row per run and kernel variant — method, sparsity, label, seed, variant and, per column
+    of COLUMNS, variant − reference retention in points. Empty when nothing was measured. OASIS's runs are read by
+    ``samples.drift_table`` and ``selection_study.drift_table``."""
+    return drift_frame([r for r in drift_rows(folder, profile, keys) if r.get("kind", "source") in ("source", "mix")])
 
 
 def drift_frame(rows: list[dict]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, spearman_ci, verdict_block
+from .verdicts import ALPHA, ROBUST_DRAWS, spearman_ci, stable, verdict_block
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -188,6 +188,58 @@ def sample_verdicts(df: pd.DataFrame) -> dict:
         for b in methods[i + 1:]:
             found[f"context/{a}-{b}"] = context_dependency(df, a, b)
     return found
+
+
+def drift_table(folder, profile: str, keys: set[str] | None = None, task: str = "ck_ptb_ppl") -> pd.DataFrame:
+    """Measured cross-kernel drift of the profile's per-sample and macro prunes (``keys``: those of its sample and
+    macro groups; ``bench/drift_runs.py`` rows): one row per run and variant — method, label, kind (samples or
+    source), seed, variant and ``log_ppl``, the variant's minus the reference's log perplexity on ``task``."""
+    from .analysis import drift_rows
+
+    rows = [r for r in drift_rows(folder, profile, keys) if r.get("kind") in ("samples", "source")
+            and task in r.get("scores", {}).get("reference", {})]
+    return pd.DataFrame([{"method": r["method"], "label": r["label"], "kind": r["kind"], "seed": r["seed"],
+                          "variant": r["variant"],
+                          "log_ppl": float(np.log(r["scores"]["variant"][task]) - np.log(r["scores"]["reference"][task]))}
+                         for r in rows], columns=["method", "label", "kind", "seed", "variant", "log_ppl"])
+
+
+def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The prunes as other kernels could have computed them: each prune's ``ppl`` times exp(Δ log ppl) of one
+    measured run drawn with replacement from the measured runs of its pruner (of all runs for a pruner without)."""
+    out = df.copy()
+    for method, idx in out.groupby("method").groups.items():
+        pool = drift[drift["method"] == method]
+        pool = pool if len(pool) else drift
+        out.loc[idx, "ppl"] = out.loc[idx, "ppl"].to_numpy(float) * np.exp(
+            pool["log_ppl"].to_numpy(float)[rng.integers(0, len(pool), len(idx))])
+    return out
+
+
+def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, decide, draws: int = ROBUST_DRAWS,
+           seed: int = 0) -> dict:
+    """``verdicts.stable`` for the claims ``decide(df)`` makes (``sample_verdicts``, or ``macro_verdicts`` with its
+    reference): each decided one is made again on ``draws`` tables perturbed by the measured drift (``perturb``;
+    tiers are re-cut on each). No drift measured: ``found`` as it is."""
+    if drift is None or not len(drift):
+        return found
+    rng = np.random.default_rng(seed)
+    return stable(found, (perturb(df, drift, rng) for _ in range(draws)),
+                  lambda t: {k: f["verdict"] for k, f in decide(t).items()}, len(drift))
+
+
+def drift_markdown(drift: pd.DataFrame) -> str:
+    """The measured cross-kernel drift of the per-sample and macro prunes per pruner and kind (``drift_table``)."""
+    if not len(drift):
+        return ("No cross-kernel drift of the per-sample or macro prunes measured (`python bench/drift_runs.py "
+                "--kinds samples,source --suite oasis`): their verdicts are not checked against it.\n")
+    rows = [{"pruner": m, "prunes": {"samples": "chosen samples", "source": "whole sets"}.get(k, k), "runs": len(d),
+             "Δ log ppl": f"{d['log_ppl'].mean():+.4f} ± {d['log_ppl'].std(ddof=1) if len(d) > 1 else 0:.4f} "
+                          f"(max {d['log_ppl'].abs().max():.4f})"}
+            for (m, k), d in drift.groupby(["method", "kind"])]
+    variants = ", ".join(sorted(drift["variant"].unique()))
+    return (f"Cross-kernel drift of the prunes ({variants}: pruned on the variant's kernels, evaluated here; mean ± sd "
+            f"over runs, max |Δ|):\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n")
 
 
 def verdicts_markdown(found: dict, profile: str) -> str:

@@ -111,12 +111,13 @@ def seed_verdicts(d: pd.DataFrame) -> dict:
     return found
 
 
-def drift_table(folder, profile: str) -> pd.DataFrame:
-    """Measured cross-kernel drift of the profile's selection runs (``bench/drift_runs.py --kinds select`` rows in
-    ``folder/<profile>-*.jsonl``; the selection is made again on the variant's kernels): ``drift_frame``."""
+def drift_table(folder, profile: str, keys: set[str] | None = None) -> pd.DataFrame:
+    """Measured cross-kernel drift of the profile's selection runs (``keys``: those of its selection groups;
+    ``bench/drift_runs.py --kinds select`` rows in ``folder/<profile>-*.jsonl``; the selection is made again on the
+    variant's kernels): ``drift_frame``."""
     from .analysis import drift_rows
 
-    return drift_frame([r for r in drift_rows(folder, profile) if r.get("kind") == "select"])
+    return drift_frame([r for r in drift_rows(folder, profile, keys) if r.get("kind") == "select"])
 
 
 def drift_frame(rows: list[dict]) -> pd.DataFrame:
@@ -157,6 +158,22 @@ def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, draws: int = ROBU
     d = per_seed(df)
     return stable(found, (perturb(d, drift, rng) for _ in range(draws)),
                   lambda t: {k: f["verdict"] for k, f in seed_verdicts(t).items()}, len(drift))
+
+
+def drift_markdown(drift: pd.DataFrame) -> str:
+    """The measured cross-kernel drift of the selection runs per pruner and selector (``drift_table``)."""
+    if not len(drift):
+        return ("No cross-kernel drift of the selection runs measured (`python bench/drift_runs.py --kinds select "
+                "--suite oasis`): the selection verdicts are not checked against it.\n")
+    rows = [{"pruner": m, "selector": s, "runs": len(d),
+             "same samples": f"{int(d['same_calibration'].fillna(False).sum())}/{len(d)}",
+             "Δ log ppl": f"{d['log_ppl'].mean():+.4f} (max {d['log_ppl'].abs().max():.4f})",
+             "Δ acc (pts)": f"{d['acc'].mean():+.2f} (max {d['acc'].abs().max():.2f})"}
+            for (m, s), d in drift.groupby(["method", "selector"])]
+    variants = ", ".join(sorted(drift["variant"].unique()))
+    return (f"Cross-kernel drift of the selection runs ({variants}: the set selected and the model pruned on the "
+            f"variant's kernels, evaluated here; mean over runs, max |Δ|):\n\n"
+            + pd.DataFrame(rows).to_markdown(index=False) + "\n")
 
 
 def verdicts_markdown(found: dict, profile: str, coverage: dict | None = None) -> str:

@@ -45,6 +45,10 @@ class Study:
         prof = self.profile if not groups else sweep.restrict_groups(self.profile, groups)
         return sweep.expand(prof)
 
+    def keys(self, groups: list[str] | None = None) -> set[str]:
+        """The run keys of the (chosen groups') configs."""
+        return {c.key for c in self.configs(groups)}
+
     def capability_groups(self) -> list[str]:
         """The capability study's groups (notebooks 01-05): every group but OASIS's."""
         return [g for g in self.profile["experiments"] if not g.startswith(OASIS_GROUPS)]
@@ -64,7 +68,7 @@ class Study:
         df = sweep.results_table(self.store)
         if not len(df) or not groups:
             return df.iloc[:0]
-        return df[df["key"].isin({c.key for c in self.configs(groups)})].reset_index(drop=True)
+        return df[df["key"].isin(self.keys(groups))].reset_index(drop=True)
 
     def _oasis(self, prefix: str):
         return self._table([g for g in self.profile["experiments"] if g.startswith(prefix)])

@@ -104,3 +104,33 @@ def test_macro_verdicts_read_size_length_and_source_effects():
     assert found["size/wanda"]["verdict"] == "inconclusive"
     assert found["source/wanda"]["verdict"] == "holds"  # 30 points between sources, 0.2 within
     assert set(found) == {f"{k}/{m}" for k in ("size", "length", "source") for m in ("wanda", "nirvana")}
+
+
+def test_a_sample_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
+    import json
+
+    tier = S.tiers(pd.Series(QUALITY))
+
+    def small_synergy(a, b):  # same-tier pairs 0.3 % better than their better member: real but tiny
+        same = tier[[k for k, v in QUALITY.items() if v == a][0]] == tier[[k for k, v in QUALITY.items() if v == b][0]]
+        return min(a, b) * 0.997 if same else max(a, b) + 1.0
+    df = _table(QUALITY, small_synergy)
+    found = S.sample_verdicts(df)
+    assert found["synergy/wanda"]["verdict"] == "holds"
+
+    def measured(sd):
+        rng = np.random.default_rng(2)
+        rows = [{"key": f"k{i}", "kind": "samples", "label": f"ptb#{i}", "method": "wanda", "sparsity": "0.5",
+                 "seed": 0, "variant": "avx2-threads2",
+                 "scores": {"reference": {"ck_ptb_ppl": 30.0}, "variant": {"ck_ptb_ppl": 30.0 * np.exp(rng.normal(0, sd))}}}
+                for i in range(10)]
+        (tmp_path / "embedded-samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return S.drift_table(tmp_path, "embedded")
+
+    calm = measured(1e-5)
+    assert len(calm) == 10 and len(S.drift_table(tmp_path, "embedded", keys={"k0"})) == 1
+    kept = S.robust(found, df, calm, S.sample_verdicts, draws=20)
+    assert kept["synergy/wanda"]["verdict"] == "holds" and kept["synergy/wanda"]["numbers"]["drift_stability"] == 1
+    rough = S.robust(found, df, measured(0.02), S.sample_verdicts, draws=20)  # ~2 % perplexity moves
+    assert rough["synergy/wanda"]["verdict"] == "inconclusive" and found["synergy/wanda"]["verdict"] == "holds"
+    assert "chosen samples |     10 |" in S.drift_markdown(calm)

@@ -62,3 +62,5 @@ def test_a_selection_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
     assert rough["ppl/wanda/random"]["verdict"] == "inconclusive" and "not decided" in rough["ppl/wanda/random"]["text"]
     assert found["ppl/wanda/random"]["verdict"] == "holds"  # the input is left as it was
     assert SS.robust(found, df, calm.iloc[:0]) is found  # nothing measured: nothing to check
+    md = SS.drift_markdown(calm)
+    assert "| wanda" in md and "oasis" in md and "0/4" in md and "No cross-kernel" in SS.drift_markdown(calm.iloc[:0])
