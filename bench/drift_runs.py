@@ -127,7 +127,7 @@ def shadow_cache(tmp: str) -> str:
 
 def select(records: list[dict], args) -> list[dict]:
     methods, seeds = args.methods.split(","), {int(s) for s in args.seeds.split(",")}
-    labels = args.labels.split(",") if args.labels else None
+    labels = args.labels
     picked = [r for r in records if r["config"]["method"] in methods
               and r["config"]["sparsity"] in args.sparsity.split(",") and r["config"]["seed"] in seeds
               and r["config"]["suite"] == args.suite and r["calibration"].get("kind") in args.kinds.split(",")
@@ -149,7 +149,8 @@ def main() -> None:
                    help="calibration kinds (select: OASIS's selection runs, e.g. with --suite oasis)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--suite", default="embedded")
-    p.add_argument("--labels", help="calibration labels (default: every single source and mix)")
+    p.add_argument("--labels", nargs="+", help="calibration labels, space-separated (a pair of chosen samples is "
+                   "one label, e.g. ptb#0,11; default: every run of --kinds)")
     p.add_argument("--max-runs", type=int, help="stop after this many runs (in total, with those already done)")
     p.add_argument("--summary", help="write the per-pruner summary of --out here (JSON)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
