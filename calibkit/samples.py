@@ -198,9 +198,8 @@ def drift_table(folder, profile: str, keys: set[str] | None = None, task: str = 
 
     rows = [r for r in drift_rows(folder, profile, keys) if r.get("kind") in ("samples", "source")
             and task in r.get("scores", {}).get("reference", {})]
-    return pd.DataFrame([{"method": r["method"], "label": r["label"], "kind": r["kind"], "seed": r["seed"],
-                          "variant": r["variant"],
-                          "log_ppl": float(np.log(r["scores"]["variant"][task]) - np.log(r["scores"]["reference"][task]))}
+    return pd.DataFrame([{k: r[k] for k in ("method", "label", "kind", "seed", "variant")}
+                         | {"log_ppl": float(np.log(r["scores"]["variant"][task] / r["scores"]["reference"][task]))}
                          for r in rows], columns=["method", "label", "kind", "seed", "variant", "log_ppl"])
 
 

@@ -112,7 +112,8 @@ def test_drift_over_selection_runs_remakes_the_selection_on_the_variant(tmp_path
                           "0.5", "--kinds", "select", "--suite", "oasis", "--methods", "wanda"],
                          check=True, capture_output=True, text=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["label"] for r in rows) == ["select:oasis", "select:random"] and all(r["kind"] == "select" for r in rows)
+    assert sorted(r["label"] for r in rows) == ["select:oasis", "select:random"]
+    assert all(r["kind"] == "select" for r in rows)
     assert all(r["same_calibration"] is True for r in rows if r["label"] == "select:random")
     d = SS.drift_table(tmp_path, "t")
     assert len(d) == 2 and d["log_ppl"].notna().all() and "wanda random (1 runs)" in run.stdout

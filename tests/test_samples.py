@@ -122,7 +122,8 @@ def test_a_sample_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
         rng = np.random.default_rng(2)
         rows = [{"key": f"k{i}", "kind": "samples", "label": f"ptb#{i}", "method": "wanda", "sparsity": "0.5",
                  "seed": 0, "variant": "avx2-threads2",
-                 "scores": {"reference": {"ck_ptb_ppl": 30.0}, "variant": {"ck_ptb_ppl": 30.0 * np.exp(rng.normal(0, sd))}}}
+                 "scores": {"reference": {"ck_ptb_ppl": 30.0},
+                            "variant": {"ck_ptb_ppl": 30.0 * np.exp(rng.normal(0, sd))}}}
                 for i in range(10)]
         (tmp_path / "embedded-samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return S.drift_table(tmp_path, "embedded")

@@ -239,7 +239,8 @@ def test_sweep_groups_take_selection_specs():
 
 def test_stored_profile_of_an_oasis_selection_is_per_pruner(tmp_path):
     """The store once kept one profile per spec, N, L and seed: the OASIS set selected for NIRVANA was given the
-    profile of the set selected for Wanda (the committed selection records carried it). Each pruner's set has its own."""
+    profile of the set selected for Wanda (the committed selection records carried it). Each pruner's set has its
+    own."""
     from calibkit import sweep
 
     prof = {"name": "t", "model": "tiny-llama", "suite": "embedded", "limit": 1, "n": 2, "seqlen": 16, "seeds": [0],
@@ -272,7 +273,7 @@ def test_repair_profiles_gives_records_their_own_sets_profile(tmp_path):
     for cfg, d in ((wanda, 1.0), (nirvana, 2.0)):
         store.profile(cfg, lambda: {"distortion": d} | cfg.calibration_identity)  # what profiling each set gave
         store.put(cfg, {"key": cfg.key, "config": {}, "calibration": {}, "retention": {}, "scores": {}, "prune": {},
-                        "seconds": {}, "profile": {"distortion": 1.0} | wanda.calibration_identity})  # Wanda's, as before
+                        "seconds": {}, "profile": {"distortion": 1.0} | wanda.calibration_identity})  # Wanda's
     fixed = sweep.repair_profiles([wanda, nirvana], store.root, progress=False)
     assert [r["key"] for r in fixed] == [nirvana.key]
     rec = store.get(nirvana)  # passes its checksum

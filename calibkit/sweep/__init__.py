@@ -18,5 +18,5 @@ from .store import Store, checksum
 from .tables import PROFILE_METRICS, profiles_table, results_table
 
 __all__ = ["NO_CALIBRATION", "PROFILE_DIR", "PROFILE_METRICS", "Group", "Profile", "RunConfig", "RunSettings",
-           "Store", "SweepError", "checksum", "expand", "load_profile", "profile_sets", "profiles_table", "repair_profiles",
-           "restrict_groups", "results_table", "run_key", "run_one", "run_sweep", "sample_specs"]
+           "Store", "SweepError", "checksum", "expand", "load_profile", "profile_sets", "profiles_table",
+           "repair_profiles", "restrict_groups", "results_table", "run_key", "run_one", "run_sweep", "sample_specs"]

@@ -156,8 +156,8 @@ def profile_sets(configs: list[RunConfig], store_root: str | os.PathLike, progre
 
 def repair_profiles(configs: list[RunConfig], store_root: str | os.PathLike, progress: bool = True) -> list[dict]:
     """Give every finished record of ``configs`` the stored profile of its calibration set where the copy it
-    carries has other metric values (profiling missing sets first, ``profile_sets``); each rewritten record keeps what it carried
-    under ``profile_replaced``. Until 2026-11-29 the store kept one profile per spec, N, L and seed, so an OASIS
+    carries has other metric values (profiling missing sets first, ``profile_sets``); each rewritten record keeps
+    what it carried under ``profile_replaced``. Until 2026-11-29 the store kept one profile per spec, N, L and seed, so an OASIS
     selection's records carried the profile of the set selected for whichever pruner was profiled first; their
     pruning and evaluation used their own set. Returns one row per rewritten record (key, old and new)."""
     from ..profile import METRICS as PROFILE_METRICS
@@ -177,4 +177,3 @@ def repair_profiles(configs: list[RunConfig], store_root: str | os.PathLike, pro
         out.append({"key": c.key, "calibration": c.calibration, "method": c.method, "seed": c.seed,
                     "was": was, "now": prof})
     return out
-
