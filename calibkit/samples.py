@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, ROBUST_DRAWS, spearman_ci, stable, verdict_block
+from .verdicts import ALPHA, spearman_ci, verdict_block
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -205,7 +205,9 @@ def drift_table(folder, profile: str, keys: set[str] | None = None, task: str = 
 
 def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """The prunes as other kernels could have computed them: each prune's ``ppl`` times exp(Δ log ppl) of one
-    measured run drawn with replacement from the measured runs of its pruner (of all runs for a pruner without)."""
+    measured run drawn with replacement from the measured runs of its pruner (of all runs for a pruner without).
+    ``verdicts.under_drift(found, df, drift, perturb, sample_verdicts)`` checks the verdicts against it (tiers are
+    re-cut on every perturbed table)."""
     out = df.copy()
     for method, idx in out.groupby("method").groups.items():
         pool = drift[drift["method"] == method]
@@ -213,18 +215,6 @@ def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> 
         out.loc[idx, "ppl"] = out.loc[idx, "ppl"].to_numpy(float) * np.exp(
             pool["log_ppl"].to_numpy(float)[rng.integers(0, len(pool), len(idx))])
     return out
-
-
-def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, decide, draws: int = ROBUST_DRAWS,
-           seed: int = 0) -> dict:
-    """``verdicts.stable`` for the claims ``decide(df)`` makes (``sample_verdicts``, or ``macro_verdicts`` with its
-    reference): each decided one is made again on ``draws`` tables perturbed by the measured drift (``perturb``;
-    tiers are re-cut on each). No drift measured: ``found`` as it is."""
-    if drift is None or not len(drift):
-        return found
-    rng = np.random.default_rng(seed)
-    return stable(found, (perturb(df, drift, rng) for _ in range(draws)),
-                  lambda t: {k: f["verdict"] for k, f in decide(t).items()}, len(drift))
 
 
 def drift_markdown(drift: pd.DataFrame) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, MIN_SEEDS, ROBUST_DRAWS, _verdict, paired, stable, verdict_block
+from .verdicts import ALPHA, MIN_SEEDS, _verdict, paired, verdict_block
 
 SELECTORS = ("random", "entropy", "synthetic", "oasis")
 PPL = ("ck_wikitext2_ppl", "ck_ptb_ppl", "ck_lambada_ppl")
@@ -137,7 +137,8 @@ def drift_frame(rows: list[dict]) -> pd.DataFrame:
 def perturb(d: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """The ``per_seed`` table as other kernels could have computed it: each run's ``log_ppl`` and ``acc`` moved by
     one measured run's drift (both from the same run) drawn with replacement from the measured runs of its pruner and
-    selector (of its pruner when that selector was not measured, of all runs when the pruner was not)."""
+    selector (of its pruner when that selector was not measured, of all runs when the pruner was not).
+    ``verdicts.under_drift(found, per_seed(df), drift, perturb, seed_verdicts)`` checks the verdicts against it."""
     out = d.copy()
     for (method, selector), idx in out.groupby(["method", "selector"]).groups.items():
         pool = drift[(drift["method"] == method) & (drift["selector"] == selector)]
@@ -147,17 +148,6 @@ def perturb(d: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> p
         out.loc[idx, cols] = out.loc[idx, cols].to_numpy(float) + pool[cols].to_numpy(float)[
             rng.integers(0, len(pool), len(idx))]
     return out
-
-
-def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, draws: int = ROBUST_DRAWS, seed: int = 0) -> dict:
-    """``verdicts.stable`` for the selection claims: each decided claim is tested again on ``draws`` perturbed
-    ``per_seed`` tables (``perturb``). No drift measured: ``found`` as it is."""
-    if drift is None or not len(drift):
-        return found
-    rng = np.random.default_rng(seed)
-    d = per_seed(df)
-    return stable(found, (perturb(d, drift, rng) for _ in range(draws)),
-                  lambda t: {k: f["verdict"] for k, f in seed_verdicts(t).items()}, len(drift))
 
 
 def drift_markdown(drift: pd.DataFrame) -> str:

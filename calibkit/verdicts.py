@@ -426,35 +426,35 @@ def shifted_markdown(found: dict, moved: dict, runs: int) -> str:
 
 def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, sparsity: str | None = None,
            claims: dict | None = None, draws: int = ROBUST_DRAWS, seed: int = 0) -> dict:
-    """A verdict that can flip between two machines decides nothing: each ``holds``/``fails`` of ``found`` (from
-    ``claims``, by default every claim at ``sparsity``) is recomputed on ``draws`` tables perturbed by the measured
-    drift (``perturb``); ``stable`` reads the result. No drift measured: ``found`` as it is."""
+    """``under_drift`` for the study's claims (``claims``, by default every claim at ``sparsity``) on the results
+    table ``df``, perturbed by ``perturb``."""
+    claims = claims or _claims(sparsity)
+    decided = [k for k, f in found.items() if f["verdict"] in ("holds", "fails")]
+    return under_drift(found, df, drift, perturb, lambda t: {k: claims[k](t, ROBUST_ITERS) for k in decided},
+                       draws, seed)
+
+
+def under_drift(found: dict, df: pd.DataFrame, drift: pd.DataFrame, perturb_fn, decide, draws: int = ROBUST_DRAWS,
+                seed: int = 0) -> dict:
+    """A verdict that can flip between two machines decides nothing: each ``holds``/``fails`` of ``found`` is made
+    again by ``decide(table)`` (claim -> result) on ``draws`` tables ``perturb_fn(df, drift, rng)`` (the data as other
+    kernels could have computed them, from the measured ``drift``); one that differs in more than ALPHA of them
+    becomes ``inconclusive``. The share that agrees is in its numbers and text either way. No drift measured:
+    ``found`` as it is."""
     if drift is None or not len(drift):
         return found
-    claims = claims or _claims(sparsity)
     rng = np.random.default_rng(seed)
     decided = [k for k, f in found.items() if f["verdict"] in ("holds", "fails")]
-    tables = (perturb(df, drift, rng) for _ in range(draws))
-    return stable(found, tables, lambda t: {k: claims[k](t, ROBUST_ITERS)["verdict"] for k in decided}, len(drift))
-
-
-def stable(found: dict, tables, decide, measured: int) -> dict:
-    """``found`` with each ``holds``/``fails`` decided again by ``decide(table)`` (claim -> verdict) on every table
-    of ``tables`` (the data as other kernels could have computed it, from ``measured`` measured runs): a verdict
-    that differs in more than ALPHA of them becomes ``inconclusive``. The share that agrees is in its numbers and
-    text either way."""
-    decided = [k for k, f in found.items() if f["verdict"] in ("holds", "fails")]
-    same, draws = dict.fromkeys(decided, 0), 0
-    for table in tables:
-        draws += 1
-        now = decide(table)
+    same = dict.fromkeys(decided, 0)
+    for _ in range(draws):
+        now = decide(perturb_fn(df, drift, rng))
         for k in decided:
-            same[k] += now[k] == found[k]["verdict"]
+            same[k] += now[k]["verdict"] == found[k]["verdict"]
     out = dict(found)
     for k in decided:
         share = same[k] / draws
         ok = share >= 1 - ALPHA
-        text = (f". Under the measured cross-kernel drift ({measured} runs): the same verdict in {share:.1%} of "
+        text = (f". Under the measured cross-kernel drift ({len(drift)} runs): the same verdict in {share:.1%} of "
                 f"{draws} perturbed tables" + ("." if ok else f" (< {1 - ALPHA:.0%}): not decided."))
         out[k] = found[k] | {"verdict": found[k]["verdict"] if ok else "inconclusive",
                              "text": found[k]["text"].rstrip(".") + text,

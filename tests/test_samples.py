@@ -3,7 +3,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
-from calibkit import samples as S
+from calibkit import samples as S, verdicts as V
 
 
 def _table(quality, pair_effect, method="wanda", noise=0.0, seed=0):
@@ -130,8 +130,8 @@ def test_a_sample_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
 
     calm = measured(1e-5)
     assert len(calm) == 10 and len(S.drift_table(tmp_path, "embedded", keys={"k0"})) == 1
-    kept = S.robust(found, df, calm, S.sample_verdicts, draws=20)
+    kept = V.under_drift(found, df, calm, S.perturb, S.sample_verdicts, draws=20)
     assert kept["synergy/wanda"]["verdict"] == "holds" and kept["synergy/wanda"]["numbers"]["drift_stability"] == 1
-    rough = S.robust(found, df, measured(0.02), S.sample_verdicts, draws=20)  # ~2 % perplexity moves
+    rough = V.under_drift(found, df, measured(0.02), S.perturb, S.sample_verdicts, draws=20)  # ~2 % perplexity moves
     assert rough["synergy/wanda"]["verdict"] == "inconclusive" and found["synergy/wanda"]["verdict"] == "holds"
     assert "chosen samples |     10 |" in S.drift_markdown(calm)

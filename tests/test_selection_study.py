@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from calibkit import analysis as A, selection_study as SS
+from calibkit import analysis as A, selection_study as SS, verdicts as V
 
 
 def results(gain_ppl: float, gain_acc: float, seeds: int = 4, noise: float = 0.002) -> pd.DataFrame:
@@ -54,13 +54,14 @@ def test_a_selection_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
     assert len(calm) == 8 and set(calm["selector"]) == {"oasis", "random"}
     assert calm["log_ppl"].abs().max() < 1e-3 and len(SS.drift_table(tmp_path, "smoke")) == 0
     assert len(A.drift_table(tmp_path, "embedded")) == 1  # the capability study reads only its own rows
-    kept = SS.robust(found, df, calm, draws=40)
+    kept = V.under_drift(found, SS.per_seed(df), calm, SS.perturb, SS.seed_verdicts, draws=40)
     assert kept["ppl/wanda/random"]["verdict"] == "holds"
     assert kept["ppl/wanda/random"]["numbers"]["drift_stability"] == 1.0
     drift_file(tmp_path, 0.05, 3.0)  # other kernels move log ppl by ~0.05 and accuracy by ~3 pts
-    rough = SS.robust(found, df, SS.drift_table(tmp_path, "embedded"), draws=40)
+    rough = V.under_drift(found, SS.per_seed(df), SS.drift_table(tmp_path, "embedded"), SS.perturb,
+                          SS.seed_verdicts, draws=40)
     assert rough["ppl/wanda/random"]["verdict"] == "inconclusive" and "not decided" in rough["ppl/wanda/random"]["text"]
     assert found["ppl/wanda/random"]["verdict"] == "holds"  # the input is left as it was
-    assert SS.robust(found, df, calm.iloc[:0]) is found  # nothing measured: nothing to check
+    assert V.under_drift(found, df, calm.iloc[:0], SS.perturb, SS.seed_verdicts) is found  # nothing measured: nothing to check
     md = SS.drift_markdown(calm)
     assert "| wanda" in md and "oasis" in md and "0/4" in md and "No cross-kernel" in SS.drift_markdown(calm.iloc[:0])
