@@ -5,10 +5,10 @@
 rather than from one number. For each selected committed run:
 
 1. a child process prunes the run's config under a kernel variant of ``drift.VARIANTS`` (default ``avx2-threads2``:
-   ATen, MKL and oneDNN capped at AVX2) and saves the pruned decoder weights;
+   ATen, MKL and oneDNN capped at AVX2) and saves the pruned model (whole: structured pruners change its shapes);
 2. this process recomputes the run as the sweep does (``sweep.run.run_one`` into ``--fresh``, a store of fresh
    records: a reproduction of the run on this machine's kernels, compared with the committed record);
-3. this process evaluates the variant's weights exactly as the run evaluates (dtype, suite, items), and computes
+3. this process evaluates the variant's model exactly as the run evaluates (dtype, suite, items), and computes
    their retention against the same dense scores.
 
 With ``--kinds select`` (and ``--suite oasis``) the runs are OASIS's selection runs: the child starts from a cache
@@ -56,7 +56,7 @@ def _config(rec: dict):
 
 
 def child(args) -> None:
-    """Prune one committed run's config on this process's kernels; save the pruned 2-D decoder weights."""
+    """Prune one committed run's config on this process's kernels; save the pruned model."""
     import torch
 
     from calibkit.environment import describe
@@ -71,8 +71,7 @@ def child(args) -> None:
     t0 = time.perf_counter()
     _prune(model, cs, cfg, "cpu")
     seconds = time.perf_counter() - t0
-    torch.save({"weights": {n: p.detach() for n, p in model.named_parameters() if ".layers." in n and p.ndim == 2},
-                "prune_seconds": seconds, "environment": json.dumps(describe()),
+    torch.save({"model": model, "prune_seconds": seconds, "environment": json.dumps(describe()),
                 "calibration": cs.tokens_digest() if cs is not None else None}, args.out)
 
 
@@ -86,9 +85,8 @@ def calibration_digest(cfg) -> str | None:
     return cs.tokens_digest() if cs is not None else None
 
 
-def evaluate_weights(cfg, weights: dict):
-    """Retention (points) and scores of the unpruned model with ``weights`` loaded, evaluated as ``run_one``
-    evaluates."""
+def evaluate_pruned(cfg, pruned):
+    """Retention (points) and scores of the ``pruned`` model, evaluated as ``run_one`` evaluates."""
     import copy
 
     import torch
@@ -103,11 +101,7 @@ def evaluate_weights(cfg, weights: dict):
     tasks = list(cfg.tasks) if cfg.tasks else None
     dense = dense_scores(cfg.model, lambda: (copy.deepcopy(model).to(dtype), tok), cfg.suite, cfg.limit,
                          tasks=tasks, dtype=cfg.eval_dtype, progress=False)
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, w in weights.items():
-            params[name].copy_(w)
-    res = evaluate(model.to(dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
+    res = evaluate(pruned.to(dtype), tok, cfg.suite, cfg.limit, tasks=tasks, progress=False)
     return retention_points(retention(res["scores"], dense["scores"], res["dimensions"],
                                       set(res["lower_is_better"]))), res["scores"]
 
@@ -180,15 +174,15 @@ def main() -> None:
     for rec in tqdm(todo, desc=f"drift ({args.variant})", unit="run"):
         cfg = _config(rec)
         with tempfile.TemporaryDirectory() as tmp:
-            saved = os.path.join(tmp, "weights.pt")
+            saved = os.path.join(tmp, "pruned.pt")
             subprocess.run([sys.executable, __file__, "--child", "--store", args.store, "--fresh", args.fresh,
                             "--out", saved, "--key", rec["key"], "--threads", str(variant["threads"])],
                            check=True, env=os.environ | variant["env"] | {"PYTHONPATH": path,
                                                                           CACHE_ENV: shadow_cache(tmp)})
-            pruned = torch.load(saved)
+            pruned = torch.load(saved, weights_only=False)  # our own child's file: the pickled pruned model
         fresh = Store(args.fresh).get(cfg) or run_one(cfg, args.fresh)
         ref = retention_points(fresh["retention"])
-        var, var_scores = evaluate_weights(cfg, pruned["weights"])
+        var, var_scores = evaluate_pruned(cfg, pruned["model"])
         row = {"key": rec["key"], "label": rec["calibration"]["label"], "kind": rec["calibration"].get("kind"),
                "suite": cfg.suite, "method": cfg.method, "sparsity": cfg.sparsity, "seed": cfg.seed,
                "variant": args.variant, "committed": retention_points(rec["retention"]), "reference": ref,

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "prune_gpu.py"
@@ -104,16 +105,19 @@ def test_drift_over_selection_runs_remakes_the_selection_on_the_variant(tmp_path
 
     prof = {"name": "t", "model": "tiny-llama", "suite": "oasis", "limit": 2, "n": 2, "seqlen": 16, "seeds": [0],
             "experiments": {"s": {"calibration": ["select:oasis:4:ptb", "select:random:4:ptb"], "methods": ["wanda"],
-                                  "sparsities": ["0.5"], "tasks": ["ck_ptb_ppl", "ck_arc_easy_val"]}}}
+                                  "sparsities": ["0.5"], "tasks": ["ck_ptb_ppl", "ck_arc_easy_val"]},
+                            "n": {"calibration": ["ptb"], "methods": ["nirvana"], "sparsities": ["0.2"],
+                                  "tasks": ["ck_ptb_ppl", "ck_arc_easy_val"]}}}
     sweep.run_sweep(sweep.expand(prof), tmp_path / "committed", progress=False)
     out = tmp_path / "t-sel.jsonl"
     run = subprocess.run([sys.executable, str(BENCH.with_name("drift_runs.py")), "--store", str(tmp_path / "committed"),
                           "--fresh", str(tmp_path / "fresh"), "--out", str(out), "--variant", "threads1", "--sparsity",
-                          "0.5", "--kinds", "select", "--suite", "oasis", "--methods", "wanda"],
+                          "0.5,0.2", "--kinds", "select,source", "--suite", "oasis", "--methods", "wanda,nirvana"],
                          check=True, capture_output=True, text=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted(r["label"] for r in rows) == ["select:oasis", "select:random"]
-    assert all(r["kind"] == "select" for r in rows)
+    assert sorted(r["label"] for r in rows) == ["ptb", "select:oasis", "select:random"]
+    assert [r["kind"] for r in rows if r["label"] == "ptb"] == ["source"]  # NIRVANA: the pruned model's own shapes
+    assert all(np.isfinite(v) for r in rows for v in r["delta"].values() if v is not None)
     assert all(r["same_calibration"] is True for r in rows if r["label"] == "select:random")
     d = SS.drift_table(tmp_path, "t")
     assert len(d) == 2 and d["log_ppl"].notna().all() and "wanda random (1 runs)" in run.stdout
