@@ -13,6 +13,11 @@ and each profile metric by at most ``PROFILE_TOL`` (relative). Why these toleran
   columns) is expected to flag 0.1 runs for kernels alone. Within it, a cross-machine difference is not a
   reproducible difference; one above it is reported as not reproduced. ``tests/test_sweep.py`` checks that the
   committed measurement stays inside these tolerances.
+- OASIS's runs are evaluated on another suite (``oasis``: perplexities and five 100-item accuracy tasks near
+  chance at these sparsities) and drift more: over 54 measured OASIS runs the SparseGPT selection runs moved by RMS
+  2.58 (General), 8.77 (Commonsense) and 5.02 (S_total) points (max 3.38 / 16.24 / 8.17; OASIS selected other samples
+  on AVX2), per-sample and whole-set prunes by at most 1.69. Their tolerance (``SUITE_TOL``) is set the same way from
+  the pruner and kind of run that drift most, so a cross-machine check of that suite is wide by measurement.
 A record scored by another likelihood scorer than its committed one (``scorer``) is compared all the same and counted
 in the summary: calibkit's scorer and lm-eval's differ by bf16 rounding (dense bits per byte +2e-5 to +3.3e-4
 relative on SmolLM2), far inside the tolerance, but not bit for bit; on few-item accuracy tasks a near-tied item can
@@ -28,7 +33,14 @@ from .store import Store, evaluated_items
 
 # points of %, per column: 4 x the RMS of SparseGPT's measured cross-kernel drift, rounded up to 0.5 (docstring)
 RETENTION_TOL = {"S_General": 2.5, "S_Commonsense": 10.5, "S_Code": 4.0, "S_Math": 3.5, "S_total": 3.5}
+# suites other than the capability study's: the same rule over their own measured drift (docstring)
+SUITE_TOL = {"oasis": RETENTION_TOL | {"S_General": 10.5, "S_Commonsense": 35.5, "S_total": 20.5}}
 PROFILE_TOL = 0.01  # relative
+
+
+def tolerance(suite: str | None) -> dict[str, float]:
+    """The retention tolerance (points, per column) of runs evaluated on ``suite``."""
+    return SUITE_TOL.get(suite, RETENTION_TOL)
 
 
 def scorer(rec: dict) -> str:
@@ -47,9 +59,11 @@ def _rel(a, b) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
-def within_tolerance(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Whether two runs' retention (points, ``retention_points``) differ by at most RETENTION_TOL in every column."""
-    return all(abs(a[k] - b.get(k, math.inf)) <= RETENTION_TOL[k] for k in a)
+def within_tolerance(a: dict[str, float], b: dict[str, float], suite: str | None = None) -> bool:
+    """Whether two runs' retention (points, ``retention_points``) differ by at most the suite's ``tolerance`` in
+    every column."""
+    tol = tolerance(suite)
+    return all(abs(a[k] - b.get(k, math.inf)) <= tol[k] for k in a)
 
 
 def compare_records(committed: dict, fresh: dict) -> dict:
@@ -62,7 +76,8 @@ def compare_records(committed: dict, fresh: dict) -> dict:
     exact = d_ret == 0 and d_prof == 0 and committed["scores"] == fresh["scores"]
     same_items = evaluated_items(committed) == evaluated_items(fresh)
     return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items,
-            "reproduced": within_tolerance(a, b) and d_prof <= PROFILE_TOL and same_items,
+            "reproduced": within_tolerance(a, b, committed["config"].get("suite")) and d_prof <= PROFILE_TOL
+            and same_items,
             "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}
 
 
@@ -113,4 +128,7 @@ def summary_line(result: dict) -> str:
     return (f"reproduced {k}/{result['committed']} runs{groups}: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
             f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance "
             + ", ".join(f"{k.removeprefix('S_')} {v:g}" for k, v in RETENTION_TOL.items())
-            + f" pts retention, {PROFILE_TOL:.0%} profile{missing}{scored}")
+            + " pts retention (" + "; ".join(f"{suite} suite: " + ", ".join(
+                f"{k.removeprefix('S_')} {v:g}" for k, v in tol.items() if v != RETENTION_TOL[k])
+                for suite, tol in SUITE_TOL.items())
+            + f"), {PROFILE_TOL:.0%} profile{missing}{scored}")
