@@ -319,7 +319,7 @@ def reproduction_markdown(folder: str | Path, committed: int | None = None) -> s
 
 def drift_rows(folder: str | Path, profile: str, keys: set[str] | None = None) -> list[dict]:
     """The ``bench/drift_runs.py`` rows measured for the profile (``folder/<profile>-*.jsonl``), of the runs ``keys``
-    (e.g. ``{c.key for c in study.configs(groups)}``; None: all)."""
+    (e.g. ``Study.keys(groups)``; None: all)."""
     import json
 
     rows = [json.loads(line) for f in sorted(Path(folder).glob(f"{profile}-*.jsonl"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, spearman_ci, verdict_block
+from .verdicts import ALPHA, drawn, spearman_ci, verdict_block
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -210,10 +210,8 @@ def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> 
     re-cut on every perturbed table)."""
     out = df.copy()
     for method, idx in out.groupby("method").groups.items():
-        pool = drift[drift["method"] == method]
-        pool = pool if len(pool) else drift
         out.loc[idx, "ppl"] = out.loc[idx, "ppl"].to_numpy(float) * np.exp(
-            pool["log_ppl"].to_numpy(float)[rng.integers(0, len(pool), len(idx))])
+            drawn(drift, ["log_ppl"], len(idx), rng, method=method)[:, 0])
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, MIN_SEEDS, _verdict, paired, verdict_block
+from .verdicts import ALPHA, MIN_SEEDS, _verdict, drawn, paired, verdict_block
 
 SELECTORS = ("random", "entropy", "synthetic", "oasis")
 PPL = ("ck_wikitext2_ppl", "ck_ptb_ppl", "ck_lambada_ppl")
@@ -139,14 +139,10 @@ def perturb(d: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> p
     one measured run's drift (both from the same run) drawn with replacement from the measured runs of its pruner and
     selector (of its pruner when that selector was not measured, of all runs when the pruner was not).
     ``verdicts.under_drift(found, per_seed(df), drift, perturb, seed_verdicts)`` checks the verdicts against it."""
-    out = d.copy()
+    out, cols = d.copy(), ["log_ppl", "acc"]
     for (method, selector), idx in out.groupby(["method", "selector"]).groups.items():
-        pool = drift[(drift["method"] == method) & (drift["selector"] == selector)]
-        pool = pool if len(pool) else drift[drift["method"] == method]
-        pool = pool if len(pool) else drift
-        cols = ["log_ppl", "acc"]
-        out.loc[idx, cols] = out.loc[idx, cols].to_numpy(float) + pool[cols].to_numpy(float)[
-            rng.integers(0, len(pool), len(idx))]
+        out.loc[idx, cols] = out.loc[idx, cols].to_numpy(float) + drawn(drift, cols, len(idx), rng, method=method,
+                                                                        selector=selector)
     return out
 
 

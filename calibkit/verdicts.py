@@ -393,12 +393,24 @@ def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> 
     dims = [c for c in COLUMNS[:-1] if c in df.columns and c in drift.columns]
     out = df.copy()
     for method, idx in out.groupby("method").groups.items():
-        pool = drift[drift["method"] == method]
-        pool = pool if len(pool) else drift
-        out.loc[idx, dims] = out.loc[idx, dims].to_numpy(float) + pool[dims].to_numpy(float)[
-            rng.integers(0, len(pool), len(idx))] / 100
+        out.loc[idx, dims] = out.loc[idx, dims].to_numpy(float) + drawn(drift, dims, len(idx), rng,
+                                                                        method=method) / 100
     out["S_total"] = out[dims].mean(axis=1)
     return out
+
+
+def drawn(drift: pd.DataFrame, cols: list[str], n: int, rng: np.random.Generator, **match) -> np.ndarray:
+    """``n`` rows of ``drift[cols]`` drawn with replacement from the measured runs that match every ``match``
+    (column=value); when none does, the last condition is dropped, and so on down to all runs (the perturbations
+    of ``perturb``, ``samples.perturb`` and ``selection_study.perturb``)."""
+    conds = list(match.items())
+    while True:
+        pool = drift
+        for col, value in conds:
+            pool = pool[pool[col] == value]
+        if len(pool) or not conds:
+            return pool[cols].to_numpy(float)[rng.integers(0, len(pool), n)]
+        conds.pop()
 
 
 def shift(df: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:

@@ -126,9 +126,11 @@ def summary_line(result: dict) -> str:
     scored += f"; {other} runs evaluated on other items than committed (not comparable)" if other else ""
     groups = f" of groups {', '.join(result['groups'])}" if result.get("groups") else ""
     return (f"reproduced {k}/{result['committed']} runs{groups}: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
-            f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance "
-            + ", ".join(f"{k.removeprefix('S_')} {v:g}" for k, v in RETENTION_TOL.items())
-            + " pts retention (" + "; ".join(f"{suite} suite: " + ", ".join(
-                f"{k.removeprefix('S_')} {v:g}" for k, v in tol.items() if v != RETENTION_TOL[k])
-                for suite, tol in SUITE_TOL.items())
+            f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance {_points(RETENTION_TOL)} pts retention ("
+            + "; ".join(f"{suite} suite: " + _points({k: v for k, v in tol.items() if v != RETENTION_TOL[k]})
+                        for suite, tol in SUITE_TOL.items())
             + f"), {PROFILE_TOL:.0%} profile{missing}{scored}")
+
+
+def _points(tol: dict[str, float]) -> str:
+    return ", ".join(f"{k.removeprefix('S_')} {v:g}" for k, v in tol.items())
