@@ -42,6 +42,8 @@ def drift_file(folder, sd_ppl: float, sd_acc: float, n: int = 8) -> None:
                      "scores": {"reference": ref, "variant": var}})
     rows.append({"key": "study", "label": "ptb", "method": "wanda", "sparsity": "0.6", "seed": 0,
                  "variant": "avx2-threads2", "delta": {}})  # a capability-study row (no kind): not a selection's
+    rows.append({"key": "whole", "kind": "source", "suite": "oasis", "label": "ptb", "method": "nirvana",
+                 "sparsity": "0.2", "seed": 0, "variant": "avx2-threads2", "delta": {}})  # an OASIS whole set: neither
     (folder / "embedded-avx2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
