@@ -380,7 +380,6 @@ def all_verdicts(df: pd.DataFrame, sparsity: str) -> dict:
 # --- robustness to the measured cross-kernel drift -------------------------------------------------------
 
 ROBUST_DRAWS = 200  # perturbed tables per decided verdict
-ROBUST_ITERS = 400  # resampling draws inside each perturbed recomputation (F4's verdict reads its bootstrap CI)
 
 
 def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -439,10 +438,11 @@ def shifted_markdown(found: dict, moved: dict, runs: int) -> str:
 def robust(found: dict, df: pd.DataFrame, drift: pd.DataFrame, sparsity: str | None = None,
            claims: dict | None = None, draws: int = ROBUST_DRAWS, seed: int = 0) -> dict:
     """``under_drift`` for the study's claims (``claims``, by default every claim at ``sparsity``) on the results
-    table ``df``, perturbed by ``perturb``."""
+    table ``df``, perturbed by ``perturb``. Each perturbed table is decided with the ITERS resampling draws (and the
+    seeds) ``found`` was decided with, so the same draws meet every table and only the drift can change a verdict."""
     claims = claims or _claims(sparsity)
     decided = [k for k, f in found.items() if f["verdict"] in ("holds", "fails")]
-    return under_drift(found, df, drift, perturb, lambda t: {k: claims[k](t, ROBUST_ITERS) for k in decided},
+    return under_drift(found, df, drift, perturb, lambda t: {k: claims[k](t, ITERS) for k in decided},
                        draws, seed)
 
 

@@ -141,6 +141,20 @@ def test_a_verdict_that_flips_under_the_measured_drift_is_inconclusive():
     assert V.robust(found, df, drift_rows(0.0).iloc[:0], "0.6") is found  # nothing measured: nothing to check
 
 
+def test_perturbed_tables_are_decided_with_the_draws_of_the_verdict():
+    """Only the drift may change a verdict: each perturbed table meets the resampling draws ``found`` met."""
+    df = table(trade_off("sparsegpt", 0.0) | trade_off("wanda", 0.0))
+    dims = [f"S_{d}" for d in A.DIMS] + ["S_total"]
+    for i, (lab, _) in enumerate(SOURCES):  # S_d moved too: a perturbed table recomputes S_total from them
+        df.loc[(df.method == "sparsegpt") & (df.label == lab), dims] += 0.02 * i
+    found = {"F4": V.f4(df, "0.6")}
+    assert found["F4"]["verdict"] == "holds"
+    seen = []
+    claims = {"F4": lambda d, it: seen.append(it) or V.f4(d, "0.6", iters=it)}
+    kept = V.robust(found, df, drift_rows(0.0), claims=claims, draws=3)["F4"]
+    assert set(seen) == {V.ITERS} and kept["numbers"]["drift_stability"] == 1.0
+
+
 def test_drift_table_reads_the_measured_runs(tmp_path):
     import json
 
