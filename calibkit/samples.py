@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, drawn, spearman_ci, verdict_block
+from .verdicts import ALPHA, borrowed, drawn, spearman_ci, verdict_block
 
 TIERS = ("golden", "mediocre", "detrimental")
 
@@ -215,8 +215,9 @@ def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> 
     return out
 
 
-def drift_markdown(drift: pd.DataFrame) -> str:
-    """The measured cross-kernel drift of the per-sample and macro prunes per pruner and kind (``drift_table``)."""
+def drift_markdown(drift: pd.DataFrame, samples: pd.DataFrame | None = None, macro: pd.DataFrame | None = None) -> str:
+    """The measured cross-kernel drift of the per-sample and macro prunes per pruner and kind (``drift_table``); with
+    the ``samples`` and ``macro`` tables, which of their pruners borrow others' drift (``perturb``)."""
     if not len(drift):
         return ("No cross-kernel drift of the per-sample or macro prunes measured (`python bench/drift_runs.py "
                 "--kinds samples,source --suite oasis`): their verdicts are not checked against it.\n")
@@ -226,7 +227,9 @@ def drift_markdown(drift: pd.DataFrame) -> str:
             for (m, k), d in drift.groupby(["method", "kind"])]
     variants = ", ".join(sorted(drift["variant"].unique()))
     return (f"Cross-kernel drift of the prunes ({variants}: pruned on the variant's kernels, evaluated here; mean ± sd "
-            f"over runs, max |Δ|):\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+            f"over runs, max |Δ|):\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n"
+            + "".join(f"\n{kind} prunes: {b}" for kind, t in (("samples", samples), ("source", macro))
+                      if t is not None and (b := borrowed(t, drift[drift["kind"] == kind], ["method"]))))
 
 
 def verdicts_markdown(found: dict, profile: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import ALPHA, MIN_SEEDS, _verdict, drawn, paired, verdict_block
+from .verdicts import ALPHA, MIN_SEEDS, _verdict, borrowed, drawn, paired, verdict_block
 
 SELECTORS = ("random", "entropy", "synthetic", "oasis")
 PPL = ("ck_wikitext2_ppl", "ck_ptb_ppl", "ck_lambada_ppl")
@@ -146,8 +146,9 @@ def perturb(d: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> p
     return out
 
 
-def drift_markdown(drift: pd.DataFrame) -> str:
-    """The measured cross-kernel drift of the selection runs per pruner and selector (``drift_table``)."""
+def drift_markdown(drift: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
+    """The measured cross-kernel drift of the selection runs per pruner and selector (``drift_table``); with the
+    ``per_seed`` table ``runs``, which of its pruners and selectors borrow others' drift (``perturb``)."""
     if not len(drift):
         return ("No cross-kernel drift of the selection runs measured (`python bench/drift_runs.py --kinds select "
                 "--suite oasis`): the selection verdicts are not checked against it.\n")
@@ -159,7 +160,8 @@ def drift_markdown(drift: pd.DataFrame) -> str:
     variants = ", ".join(sorted(drift["variant"].unique()))
     return (f"Cross-kernel drift of the selection runs ({variants}: the set selected and the model pruned on the "
             f"variant's kernels, evaluated here; mean over runs, max |Δ|):\n\n"
-            + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+            + pd.DataFrame(rows).to_markdown(index=False) + "\n"
+            + ("" if runs is None else "\n" + borrowed(runs, drift, ["method", "selector"])))
 
 
 def verdicts_markdown(found: dict, profile: str, coverage: dict | None = None) -> str:

@@ -398,18 +398,38 @@ def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> 
     return out
 
 
-def drawn(drift: pd.DataFrame, cols: list[str], n: int, rng: np.random.Generator, **match) -> np.ndarray:
-    """``n`` rows of ``drift[cols]`` drawn with replacement from the measured runs that match every ``match``
-    (column=value); when none does, the last condition is dropped, and so on down to all runs (the perturbations
-    of ``perturb``, ``samples.perturb`` and ``selection_study.perturb``)."""
+def pool(drift: pd.DataFrame, **match) -> tuple[pd.DataFrame, dict]:
+    """The measured runs that match every ``match`` (column=value) and the conditions they match: when none does, the
+    last condition is dropped, and so on down to all runs (``{}``)."""
     conds = list(match.items())
     while True:
-        pool = drift
+        rows = drift
         for col, value in conds:
-            pool = pool[pool[col] == value]
-        if len(pool) or not conds:
-            return pool[cols].to_numpy(float)[rng.integers(0, len(pool), n)]
+            rows = rows[rows[col] == value]
+        if len(rows) or not conds:
+            return rows, dict(conds)
         conds.pop()
+
+
+def drawn(drift: pd.DataFrame, cols: list[str], n: int, rng: np.random.Generator, **match) -> np.ndarray:
+    """``n`` rows of ``drift[cols]`` drawn with replacement from ``pool(drift, **match)`` (the perturbations of
+    ``perturb``, ``samples.perturb`` and ``selection_study.perturb``)."""
+    rows = pool(drift, **match)[0]
+    return rows[cols].to_numpy(float)[rng.integers(0, len(rows), n)]
+
+
+def borrowed(table: pd.DataFrame, drift: pd.DataFrame, cols: list[str]) -> str:
+    """Markdown sentence: which combinations of ``cols`` in ``table`` have no measured runs of their own and are
+    perturbed by whose (``pool``'s fallback); empty when every one has its own or nothing was measured."""
+    if not len(drift) or not len(table):
+        return "nothing measured.\n" if len(table) else ""
+    out = []
+    for combo in table[cols].drop_duplicates().sort_values(cols).itertuples(index=False):
+        used = pool(drift, **dict(zip(cols, combo)))[1]
+        if len(used) < len(cols):
+            out.append(f"{'/'.join(map(str, combo))} ← {'/'.join(map(str, used.values())) or 'all measured runs'}")
+    return ("" if not out else "Without measured runs of their own, perturbed by the drift of others' (← whose): "
+            + ", ".join(out) + ".\n")
 
 
 def shift(df: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:

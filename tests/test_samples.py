@@ -135,3 +135,5 @@ def test_a_sample_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
     rough = V.under_drift(found, df, measured(0.02), S.perturb, S.sample_verdicts, draws=20)  # ~2 % perplexity moves
     assert rough["synergy/wanda"]["verdict"] == "inconclusive" and found["synergy/wanda"]["verdict"] == "holds"
     assert "chosen samples |     10 |" in S.drift_markdown(calm)
+    assert "samples prunes" not in S.drift_markdown(calm, df)  # its one pruner measured
+    assert "sparsegpt ← all measured runs" in S.drift_markdown(calm, df.assign(method="sparsegpt"))

@@ -67,3 +67,6 @@ def test_a_selection_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
     assert V.under_drift(found, df, calm.iloc[:0], SS.perturb, SS.seed_verdicts) is found  # nothing measured: nothing to check
     md = SS.drift_markdown(calm)
     assert "| wanda" in md and "oasis" in md and "0/4" in md and "No cross-kernel" in SS.drift_markdown(calm.iloc[:0])
+    runs = SS.per_seed(df)
+    assert "←" not in SS.drift_markdown(calm, runs)  # every pruner and selector measured
+    assert "nirvana/oasis ← all measured runs" in SS.drift_markdown(calm, runs.assign(method="nirvana"))

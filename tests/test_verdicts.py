@@ -155,6 +155,22 @@ def test_perturbed_tables_are_decided_with_the_draws_of_the_verdict():
     assert set(seen) == {V.ITERS} and kept["numbers"]["drift_stability"] == 1.0
 
 
+def test_pool_falls_back_condition_by_condition_and_borrowed_says_whose():
+    drift = pd.DataFrame({"method": ["wanda", "wanda", "sparsegpt"], "selector": ["oasis", "random", "oasis"],
+                          "x": [1.0, 2.0, 3.0]})
+    rows, used = V.pool(drift, method="wanda", selector="oasis")
+    assert list(rows["x"]) == [1.0] and used == {"method": "wanda", "selector": "oasis"}
+    rows, used = V.pool(drift, method="sparsegpt", selector="random")  # selector not measured: the pruner's runs
+    assert list(rows["x"]) == [3.0] and used == {"method": "sparsegpt"}
+    rows, used = V.pool(drift, method="nirvana", selector="oasis")  # pruner not measured: all runs
+    assert len(rows) == 3 and used == {}
+    assert set(V.drawn(drift, ["x"], 50, np.random.default_rng(0), method="sparsegpt", selector="random")[:, 0]) == {3.0}
+    runs = pd.DataFrame({"method": ["wanda", "sparsegpt", "nirvana"], "selector": ["oasis", "random", "oasis"]})
+    text = V.borrowed(runs, drift, ["method", "selector"])
+    assert "nirvana/oasis ← all measured runs" in text and "sparsegpt/random ← sparsegpt" in text
+    assert "wanda/oasis" not in text and V.borrowed(runs.iloc[:1], drift, ["method", "selector"]) == ""
+
+
 def test_drift_table_reads_the_measured_runs(tmp_path):
     import json
 
@@ -166,6 +182,11 @@ def test_drift_table_reads_the_measured_runs(tmp_path):
     assert len(t) == 1 and t.loc[0, "S_Commonsense"] == 2.0 and len(A.drift_table(tmp_path, "smoke")) == 0
     md = A.drift_markdown(t)
     assert "| wanda" in md and "+2.00" in md and "tolerance" in md
+    runs = table({("sparsegpt", lab): [0.5] * 4 for lab, _ in SOURCES} | {("wanda", "selfgen:igsp"): [0.5] * 4})
+    md = A.drift_markdown(t, pd.concat([runs, runs.assign(sparsity="2:4")]))
+    assert "sparsegpt ← all measured runs" in md and "wanda ←" not in md
+    assert "sparsity 2:4" in md and "self-generated sets" in md
+    assert "sparsity 2:4" not in A.drift_markdown(t, runs[runs["kind"] != "selfgen"])
 
 
 def test_shift_moves_only_the_measured_runs_by_their_own_drift():
