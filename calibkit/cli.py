@@ -386,6 +386,8 @@ def cmd_sweep(args) -> int:
     configs = sweep.expand(prof)
     store = args.store or str(Path("results") / prof["name"])
     if args.repair_profiles:
+        if args.dry_run:
+            raise sweep.SweepError("--repair-profiles rewrites records: it has no --dry-run")
         fixed = sweep.repair_profiles(configs, store)
         for r in fixed:
             print(f"profile replaced: {r['key']} {r['calibration']} {r['method']} seed {r['seed']}: distortion "

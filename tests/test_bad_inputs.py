@@ -211,6 +211,7 @@ CASES = [
     (["retention", "--base", "tiny-llama", "--pruned", "nowhere"], "nowhere"),
     (["retention", "--base", "tiny-llama", "--pruned", "foreign"], "foreign"),
     # sweep: the whole profile is validated up front
+    (["sweep", "good_sweep.yaml", "--repair-profiles", "--dry-run"], "no --dry-run"),
     (["sweep", "typo_seqlen.yaml", "--dry-run"], "'seqeln' (did you mean 'seqlen'?)"),
     (["sweep", "typo_limit.yaml", "--dry-run"], "'limt'"),
     (["sweep", "seed_half.yaml", "--dry-run"], "seeds"),

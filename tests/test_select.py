@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -280,3 +281,10 @@ def test_repair_profiles_gives_records_their_own_sets_profile(tmp_path):
     assert rec["profile"]["distortion"] == 2.0 and rec["profile_replaced"]["was"]["distortion"] == 1.0
     assert store.get(wanda)["profile"]["distortion"] == 1.0 and "profile_replaced" not in store.get(wanda)
     assert sweep.repair_profiles([wanda, nirvana], store.root, progress=False) == []  # idempotent
+    shutil.rmtree(store.profiles)  # the sets profiled again, NIRVANA's to another value
+    for cfg, d in ((wanda, 1.0), (nirvana, 3.0)):
+        store.profile(cfg, lambda: {"distortion": d} | cfg.calibration_identity)
+    sweep.repair_profiles([wanda, nirvana], store.root, progress=False)  # a second repair keeps the first's record
+    rep = store.get(nirvana)["profile_replaced"]
+    assert rep["was"]["distortion"] == 2.0 and rep["before"]["was"]["distortion"] == 1.0
+    assert store.get(nirvana)["profile"]["distortion"] == 3.0

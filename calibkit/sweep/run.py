@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
-from .config import NO_CALIBRATION, RunConfig
+from .config import NO_CALIBRATION, RunConfig, SweepError
 from .store import Store
 
 
@@ -168,12 +168,15 @@ def repair_profiles(configs: list[RunConfig], store_root: str | os.PathLike, pro
     out = []
     for c in done:
         rec, prof = store.get(c), store.profile(c)
+        if prof is None:
+            raise SweepError(f"run {c.key}: no stored profile of its calibration set {c.calibration!r} after profiling")
         if rec.get("profile") is None or all(rec["profile"].get(m) == prof.get(m) for m in PROFILE_METRICS):
             continue
         was = rec["profile"]
+        earlier = {"before": rec["profile_replaced"]} if "profile_replaced" in rec else {}  # an earlier repair's
         store.put(c, {k: v for k, v in rec.items() if k != "checksum"} | {
             "profile": prof, "profile_replaced": {"was": was, "on": time.strftime("%Y-%m-%d"),
-                                                  "why": "the store's profile of this run's calibration set"}})
+                                                  "why": "the store's profile of this run's calibration set"} | earlier})
         out.append({"key": c.key, "calibration": c.calibration, "method": c.method, "seed": c.seed,
                     "was": was, "now": prof})
     return out
