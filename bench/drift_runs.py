@@ -165,9 +165,11 @@ def main() -> None:
     torch.set_num_threads(2)
     out = Path(args.out)
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    todo = [r for r in select(Store(args.store).records(), args) if r["key"] not in {d["key"] for d in done}]
-    if args.max_runs is not None:
-        todo = todo[:max(args.max_runs - len(done), 0)]
+    picked = select(Store(args.store).records(), args)
+    measured = {d["key"] for d in done if d["variant"] == args.variant}  # resume per run and variant
+    todo = [r for r in picked if r["key"] not in measured]
+    if args.max_runs is not None:  # counts this selection's runs already measured with this variant
+        todo = todo[:max(args.max_runs - (len(picked) - len(todo)), 0)]
     out.parent.mkdir(parents=True, exist_ok=True)
     variant = VARIANTS[args.variant]
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -212,8 +214,9 @@ def main() -> None:
     rows = [r for r in rows if r.get("kind") != "select"]
     if not rows:
         return
-    s = drift_stats(drift_frame(rows))
-    for name, part in s.items():
+    suites = sorted({r.get("suite", "embedded") for r in rows})  # retention columns differ between suites
+    s = {suite: drift_stats(drift_frame([r for r in rows if r.get("suite", "embedded") == suite])) for suite in suites}
+    for name, part in ((f"{suite} {name}", part) for suite in suites for name, part in s[suite].items()):
         print(f"{name} ({part['runs']} runs): " + ", ".join(
             f"{c[2:]} mean {v['mean']:+.2f} sd {v['sd'] if v['sd'] is None else round(v['sd'], 2)} "
             f"max|Δ| {v['max_abs']:.2f}" for c, v in part.items()

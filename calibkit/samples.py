@@ -193,14 +193,21 @@ def sample_verdicts(df: pd.DataFrame) -> dict:
 def drift_table(folder, profile: str, keys: set[str] | None = None, task: str = "ck_ptb_ppl") -> pd.DataFrame:
     """Measured cross-kernel drift of the profile's per-sample and macro prunes (``keys``: those of its sample and
     macro groups; ``bench/drift_runs.py`` rows): one row per run and variant — method, label, kind (samples or
-    source), seed, variant and ``log_ppl``, the variant's minus the reference's log perplexity on ``task``."""
+    source), seed, variant and ``log_ppl``, the variant's minus the reference's log perplexity on ``task``. A run
+    whose perplexity is not finite on either side has no log ratio: it is left out and named in a warning."""
+    import warnings
+
     from .analysis import drift_rows
 
     rows = [r for r in drift_rows(folder, profile, keys) if r.get("kind") in ("samples", "source")
             and task in r.get("scores", {}).get("reference", {})]
-    return pd.DataFrame([{k: r[k] for k in ("method", "label", "kind", "seed", "variant")}
-                         | {"log_ppl": float(np.log(r["scores"]["variant"][task] / r["scores"]["reference"][task]))}
-                         for r in rows], columns=["method", "label", "kind", "seed", "variant", "log_ppl"])
+    d = pd.DataFrame([{k: r[k] for k in ("method", "label", "kind", "seed", "variant")}
+                      | {"log_ppl": float(np.log(r["scores"]["variant"][task] / r["scores"]["reference"][task]))}
+                      for r in rows], columns=["method", "label", "kind", "seed", "variant", "log_ppl"])
+    bad = ~np.isfinite(d["log_ppl"].to_numpy(float))
+    if bad.any():
+        warnings.warn(f"drift rows without a finite perplexity ratio left out: {', '.join(d.loc[bad, 'label'])}")
+    return d[~bad].reset_index(drop=True)
 
 
 def perturb(df: pd.DataFrame, drift: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:

@@ -80,8 +80,8 @@ def test_drift_over_committed_runs_on_a_tiny_store(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2 and len({r["key"] for r in rows}) == 2 and len(list((fresh / "runs").glob("*.json"))) == 2
     assert all(r["reference_vs_committed"]["exact"] for r in rows)
-    assert all(v == 0 for r in rows for v in r["delta"].values()) and "all (2 runs)" in run.stdout
-    assert json.loads((tmp_path / "summary.json").read_text())["all"]["S_total"]["max_abs"] == 0
+    assert all(v == 0 for r in rows for v in r["delta"].values()) and "embedded all (2 runs)" in run.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["embedded"]["all"]["S_total"]["max_abs"] == 0
 
 
 def test_drift_over_selection_runs_remakes_the_selection_on_the_variant(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
+import pytest
 from calibkit import samples as S, verdicts as V
 
 
@@ -130,6 +131,13 @@ def test_a_sample_verdict_the_measured_drift_flips_is_inconclusive(tmp_path):
 
     calm = measured(1e-5)
     assert len(calm) == 10 and len(S.drift_table(tmp_path, "embedded", keys={"k0"})) == 1
+    diverged = {"key": "kx", "kind": "samples", "label": "ptb#9", "method": "wanda", "sparsity": "0.5", "seed": 0,
+                "variant": "avx2-threads2", "scores": {"reference": {"ck_ptb_ppl": 30.0},
+                                                       "variant": {"ck_ptb_ppl": float("inf")}}}
+    (tmp_path / "embedded-diverged.jsonl").write_text(json.dumps(diverged) + "\n")
+    with pytest.warns(UserWarning, match="ptb#9"):
+        assert len(S.drift_table(tmp_path, "embedded")) == 10  # no infinite log ratio to draw
+    (tmp_path / "embedded-diverged.jsonl").unlink()
     kept = V.under_drift(found, df, calm, S.perturb, S.sample_verdicts, draws=20)
     assert kept["synergy/wanda"]["verdict"] == "holds" and kept["synergy/wanda"]["numbers"]["drift_stability"] == 1
     rough = V.under_drift(found, df, measured(0.02), S.perturb, S.sample_verdicts, draws=20)  # ~2 % perplexity moves
