@@ -337,9 +337,10 @@ def drift_table(folder: str | Path, profile: str, keys: set[str] | None = None) 
 
 
 def drift_frame(rows: list[dict]) -> pd.DataFrame:
-    """``bench/drift_runs.py`` rows as a table: method, sparsity, label, seed, variant, Δ of each COLUMN (points)."""
-    return pd.DataFrame([{k: r[k] for k in ("method", "sparsity", "label", "seed", "variant")} | r["delta"]
-                         for r in rows], columns=["method", "sparsity", "label", "seed", "variant", *COLUMNS])
+    """``bench/drift_runs.py`` rows as a table: run key, method, sparsity, label, seed, variant, Δ of each COLUMN
+    (points)."""
+    ids = ["key", "method", "sparsity", "label", "seed", "variant"]
+    return pd.DataFrame([{k: r[k] for k in ids} | r["delta"] for r in rows], columns=[*ids, *COLUMNS])
 
 
 def drift_stats(drift: pd.DataFrame) -> dict:

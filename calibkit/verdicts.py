@@ -433,15 +433,13 @@ def borrowed(table: pd.DataFrame, drift: pd.DataFrame, cols: list[str]) -> str:
 
 
 def shift(df: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
-    """The results table with each measured run (method, sparsity, label, seed) moved by its own measured drift:
-    the table as the variant's kernels computed those runs (S_total recomputed as the mean of S_d)."""
+    """The results table with each measured run (by run key) moved by its own measured drift (the mean over
+    variants): the table as the variant's kernels computed those runs (S_total recomputed as the mean of S_d)."""
     dims = [c for c in COLUMNS[:-1] if c in df.columns and c in drift.columns]
-    keys = ["method", "sparsity", "label", "seed"]
-    d = drift.groupby(keys)[dims].mean()
+    d = drift.groupby("key")[dims].mean()
     out = df.copy()
-    idx = pd.MultiIndex.from_frame(out[keys])
-    hit = idx.isin(d.index)
-    out.loc[hit, dims] = out.loc[hit, dims].to_numpy(float) + d.loc[idx[hit], dims].to_numpy(float) / 100
+    hit = out["key"].isin(d.index).to_numpy()
+    out.loc[hit, dims] = out.loc[hit, dims].to_numpy(float) + d.loc[out.loc[hit, "key"], dims].to_numpy(float) / 100
     out.loc[hit, "S_total"] = out.loc[hit, dims].mean(axis=1)
     return out
 

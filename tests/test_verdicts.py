@@ -22,7 +22,8 @@ def table(effects: dict, noise: float = 0.005, seeds=(0, 1, 2), methods=("wanda"
         kind = "mix" if label.startswith("mix_") else "selfgen" if label.startswith("selfgen:") else "source"
         for s in seeds:
             d = np.asarray(dims, float) + rng.normal(0, noise, 4)
-            rows.append({"label": label, "kind": kind, "pool": None, "method": method, "sparsity": sparsity,
+            rows.append({"key": f"{method}-{label}-{sparsity}-{s}", "label": label, "kind": kind, "pool": None,
+                         "method": method, "sparsity": sparsity,
                          "seed": s, "S_total": d.mean(), **{f"S_{k}": v for k, v in zip(A.DIMS, d)},
                          "distortion": (distortion or {}).get(label, float(rng.uniform(1, 10)))})
     return pd.DataFrame(rows)
@@ -118,7 +119,8 @@ def drift_rows(sd: float, n: int = 12, method: str = "sparsegpt", seed: int = 0)
     """Measured-drift rows as ``analysis.drift_table`` returns them: Δ retention (points) per run, N(0, sd)."""
     rng = np.random.default_rng(seed)
     d = rng.normal(0, sd, (n, 4))
-    return pd.DataFrame([{"method": method, "sparsity": "0.6", "label": f"s{i}", "seed": 0, "variant": "avx2"}
+    return pd.DataFrame([{"key": f"{method}-s{i}-0.6-0", "method": method, "sparsity": "0.6", "label": f"s{i}",
+                          "seed": 0, "variant": "avx2"}
                          | {f"S_{k}": v for k, v in zip(A.DIMS, row)} | {"S_total": row.mean()}
                          for i, row in enumerate(d)])
 
@@ -174,7 +176,7 @@ def test_pool_falls_back_condition_by_condition_and_borrowed_says_whose():
 def test_drift_table_reads_the_measured_runs(tmp_path):
     import json
 
-    rows = [{"method": "wanda", "sparsity": "0.6", "label": "ptb", "seed": 0, "variant": "avx2-threads2",
+    rows = [{"key": "k", "method": "wanda", "sparsity": "0.6", "label": "ptb", "seed": 0, "variant": "avx2-threads2",
              "delta": {"S_General": -0.5, "S_Commonsense": 2.0, "S_Code": 0.0, "S_Math": 0.5, "S_total": 0.5}}]
     (tmp_path / "embedded-avx2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "smoke-avx2.jsonl").write_text("")
@@ -191,9 +193,12 @@ def test_drift_table_reads_the_measured_runs(tmp_path):
 
 def test_shift_moves_only_the_measured_runs_by_their_own_drift():
     df = table({("sparsegpt", lab): [0.5] * 4 for lab, _ in SOURCES})
-    drift = drift_rows(1.0, n=1).assign(label="g1")
+    drift = drift_rows(1.0, n=1).assign(label="g1", key="sparsegpt-g1-0.6-0")
     moved = V.shift(df, drift)
     hit = (df["label"] == "g1") & (df["seed"] == 0)
+    other_n = df[hit].assign(key="another n")  # the same pruner, set, sparsity and seed, another run
+    assert np.allclose(V.shift(pd.concat([df, other_n]), drift).iloc[-1][A.COLUMNS].to_numpy(float),
+                       other_n[A.COLUMNS].to_numpy(float)[0])
     dims = [f"S_{d}" for d in A.DIMS]
     assert np.allclose(moved.loc[hit, dims].to_numpy() - df.loc[hit, dims].to_numpy(), drift[dims].to_numpy() / 100)
     assert np.allclose(moved.loc[~hit, A.COLUMNS], df.loc[~hit, A.COLUMNS])
