@@ -288,3 +288,11 @@ def test_repair_profiles_gives_records_their_own_sets_profile(tmp_path):
     rep = store.get(nirvana)["profile_replaced"]
     assert rep["was"]["distortion"] == 2.0 and rep["before"]["was"]["distortion"] == 1.0
     assert store.get(nirvana)["profile"]["distortion"] == 3.0
+    shutil.rmtree(store.profiles)  # a set profiled here that is not the one the run used (token digests differ)
+    for cfg, d in ((wanda, 1.0), (nirvana, 4.0)):
+        store.profile(cfg, lambda: {"distortion": d, "tokens_sha256": "b" * 64} | cfg.calibration_identity)
+    rec = store.get(nirvana)
+    store.put(nirvana, {k: v for k, v in rec.items() if k != "checksum"} | {"calibration": {"tokens_sha256": "c" * 64}})
+    with pytest.raises(sweep.SweepError, match="not the stored profile's"):
+        sweep.repair_profiles([wanda, nirvana], store.root, progress=False)
+    assert store.get(nirvana)["profile"]["distortion"] == 3.0  # left as it was

@@ -229,6 +229,11 @@ def test_reproduction_check_compares_records_of_the_same_key(tmp_path, capsys):
     sweep.Store(tmp_path / "a").put(configs[1], more)  # evaluated on other items: not a reproduction
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     assert "1 runs evaluated on other items than committed (not comparable)" in capsys.readouterr().out
+    assert len(old["calibration"]["tokens_sha256"]) == 64  # which set the run used
+    other_set = old | {"calibration": old["calibration"] | {"tokens_sha256": "0" * 64}}
+    sweep.Store(tmp_path / "a").put(configs[1], other_set)  # calibrated on another set: not a reproduction
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert "1 runs calibrated on another set than committed (token digests differ)" in capsys.readouterr().out
     (tmp_path / "b" / "runs" / f"{configs[1].key}.json").unlink()
     main(["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "1 committed runs not recomputed yet" in capsys.readouterr().out

@@ -68,17 +68,20 @@ def within_tolerance(a: dict[str, float], b: dict[str, float], suite: str | None
 
 def compare_records(committed: dict, fresh: dict) -> dict:
     """Differences of one run: max |Δ retention| (pts), max relative |Δ profile metric|, and whether exact. A run
-    evaluated on other items than its committed record measured something else: it does not count as reproduced."""
+    evaluated on other items than its committed record, or calibrated on another set (token digests differ, where
+    both records carry one), measured something else: it does not count as reproduced."""
     a, b = retention_points(committed["retention"]), retention_points(fresh["retention"])
     d_ret = max(abs(a[k] - b.get(k, math.inf)) for k in a)
     pa, pb = committed.get("profile") or {}, fresh.get("profile") or {}
     d_prof = max((_rel(pa.get(m), pb.get(m)) for m in PROFILE_METRICS), default=0.0)
     exact = d_ret == 0 and d_prof == 0 and committed["scores"] == fresh["scores"]
     same_items = evaluated_items(committed) == evaluated_items(fresh)
-    return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items,
+    digests = [r["calibration"].get("tokens_sha256") for r in (committed, fresh)]
+    same_set = None if None in digests else digests[0] == digests[1]  # records before 2026-11-29: no digest
+    return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items and same_set is not False,
             "reproduced": within_tolerance(a, b, committed["config"].get("suite")) and d_prof <= PROFILE_TOL
-            and same_items,
-            "same_items": same_items, "scorers": [scorer(committed), scorer(fresh)]}
+            and same_items and same_set is not False,
+            "same_items": same_items, "same_calibration": same_set, "scorers": [scorer(committed), scorer(fresh)]}
 
 
 def _fresh_cost(rec: dict) -> dict:
@@ -124,6 +127,8 @@ def summary_line(result: dict) -> str:
     scored = f"; {n_changed} runs rescored ({', '.join(changed)}: not bit-identical by design)" if changed else ""
     other = sum(not r["same_items"] for r in rows)
     scored += f"; {other} runs evaluated on other items than committed (not comparable)" if other else ""
+    sets = sum(r.get("same_calibration") is False for r in rows)
+    scored += f"; {sets} runs calibrated on another set than committed (token digests differ)" if sets else ""
     groups = f" of groups {', '.join(result['groups'])}" if result.get("groups") else ""
     return (f"reproduced {k}/{result['committed']} runs{groups}: max |Δ retention| {d_ret:.2f} pts, max |Δ profile| "
             f"{d_prof:.2g} (relative); {exact} bit-identical; tolerance {_points(RETENTION_TOL)} pts retention ("

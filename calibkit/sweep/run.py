@@ -37,7 +37,10 @@ def label_info(calibration: str) -> dict:
 
 
 def calibration_info(cfg: RunConfig, cs) -> dict:
-    return label_info(cfg.calibration) | ({"counts": cs.counts()} if cs is not None else {})
+    """Label, kind and pool of the run's set; for a built set its sequences per pool and the digest of its tokens
+    (records since 2026-11-29: which set a run used, e.g. an OASIS selection that other kernels make otherwise)."""
+    return label_info(cfg.calibration) | ({"counts": cs.counts(), "tokens_sha256": cs.tokens_digest()}
+                                          if cs is not None else {})
 
 
 _MODELS: dict[str, tuple] = {}  # model name -> (unpruned model, tokenizer), loaded once per process
@@ -172,6 +175,10 @@ def repair_profiles(configs: list[RunConfig], store_root: str | os.PathLike, pro
             raise SweepError(f"run {c.key}: no stored profile of its calibration set {c.calibration!r} after profiling")
         if rec.get("profile") is None or all(rec["profile"].get(m) == prof.get(m) for m in PROFILE_METRICS):
             continue
+        ran, profiled = rec["calibration"].get("tokens_sha256"), prof.get("tokens_sha256")
+        if ran and profiled and ran != profiled:  # older records carry no digest: nothing to check
+            raise SweepError(f"run {c.key}: its calibration set (tokens {ran[:12]}) is not the stored profile's "
+                             f"({profiled[:12]}): made otherwise here (e.g. other kernels); not repaired")
         was = rec["profile"]
         earlier = {"before": rec["profile_replaced"]} if "profile_replaced" in rec else {}  # an earlier repair's
         store.put(c, {k: v for k, v in rec.items() if k != "checksum"} | {
