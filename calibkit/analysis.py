@@ -351,12 +351,10 @@ def drift_stats(drift: pd.DataFrame) -> dict:
             for name, d in [("all", drift)] + list(drift.groupby("method"))}
 
 
-def drift_markdown(drift: pd.DataFrame, runs: pd.DataFrame | None = None) -> str:
+def drift_markdown(drift: pd.DataFrame) -> str:
     """The measured cross-kernel drift per pruner (``drift_stats``) beside the reproduction check's tolerance
-    (``sweep.compare.RETENTION_TOL``); with the results table ``runs``, which of its runs the measurement does not
-    cover (sparsities, self-generated sets, pruners) although ``verdicts.perturb`` moves them by it."""
+    (``sweep.compare.RETENTION_TOL``); ``verdicts.coverage_markdown`` says which runs it does not cover."""
     from .sweep.compare import RETENTION_TOL as tolerance
-    from .verdicts import borrowed
 
     if not len(drift):
         return "No cross-kernel drift measured (`python bench/drift_runs.py`).\n"
@@ -370,17 +368,7 @@ def drift_markdown(drift: pd.DataFrame, runs: pd.DataFrame | None = None) -> str
             f"(sparsity {', '.join(sorted(drift['sparsity'].unique()))}). The last row is the reproduction check's "
             "per-column tolerance (`calibkit/sweep/compare.py`); every decided verdict is recomputed on tables "
             "perturbed by these runs' drift (`verdicts.robust`).\n\n" + pd.DataFrame(rows).to_markdown(index=False)
-            + "\n" + ("" if runs is None else "\n" + _uncovered(runs, drift) + borrowed(runs, drift, ["method"])))
-
-
-def _uncovered(runs: pd.DataFrame, drift: pd.DataFrame) -> str:
-    """Which runs of the results table lie outside the measured drift's sparsities and kinds of set."""
-    other = sorted(set(runs["sparsity"]) - set(drift["sparsity"]))
-    selfgen = (runs["kind"] == "selfgen").any() and not drift["label"].str.startswith("selfgen:").any()
-    parts = ([f"the runs at sparsity {' and '.join(other)}"] if other else []) + (
-        ["the self-generated sets (other kernels would generate them anew: not measured)"] if selfgen else [])
-    return ("" if not parts else f"Drift measured at sparsity {', '.join(sorted(drift['sparsity'].unique()))} only; "
-            f"{', and '.join(parts)} are perturbed by it as measured, which may understate their drift.\n")
+            + "\n")
 
 
 def noise_markdown(df: pd.DataFrame, se: pd.DataFrame) -> str:

@@ -432,6 +432,21 @@ def borrowed(table: pd.DataFrame, drift: pd.DataFrame, cols: list[str]) -> str:
             + ", ".join(out) + ".\n")
 
 
+def coverage_markdown(runs: pd.DataFrame, drift: pd.DataFrame) -> str:
+    """Which runs of the capability results table ``runs`` the measured drift (``analysis.drift_table``) does not
+    cover although ``perturb`` moves them by it: other sparsities, self-generated sets, pruners without runs of their
+    own (``borrowed``). Empty when nothing was measured."""
+    if not len(drift) or not len(runs):
+        return ""
+    other = sorted(set(runs["sparsity"]) - set(drift["sparsity"]))
+    selfgen = (runs["kind"] == "selfgen").any() and not drift["label"].str.startswith("selfgen:").any()
+    parts = ([f"the runs at sparsity {' and '.join(other)}"] if other else []) + (
+        ["the self-generated sets (other kernels would generate them anew: not measured)"] if selfgen else [])
+    return ("" if not parts else f"Drift measured at sparsity {', '.join(sorted(drift['sparsity'].unique()))} only; "
+            f"{', and '.join(parts)} are perturbed by it as measured, which may understate their drift.\n") + \
+        borrowed(runs, drift, ["method"])
+
+
 def shift(df: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
     """The results table with each measured run (by run key) moved by its own measured drift (the mean over
     variants): the table as the variant's kernels computed those runs (S_total recomputed as the mean of S_d)."""

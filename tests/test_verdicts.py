@@ -185,10 +185,10 @@ def test_drift_table_reads_the_measured_runs(tmp_path):
     md = A.drift_markdown(t)
     assert "| wanda" in md and "+2.00" in md and "tolerance" in md
     runs = table({("sparsegpt", lab): [0.5] * 4 for lab, _ in SOURCES} | {("wanda", "selfgen:igsp"): [0.5] * 4})
-    md = A.drift_markdown(t, pd.concat([runs, runs.assign(sparsity="2:4")]))
+    md = V.coverage_markdown(pd.concat([runs, runs.assign(sparsity="2:4")]), t)
     assert "sparsegpt ← all measured runs" in md and "wanda ←" not in md
     assert "sparsity 2:4" in md and "self-generated sets" in md
-    assert "sparsity 2:4" not in A.drift_markdown(t, runs[runs["kind"] != "selfgen"])
+    assert "sparsity 2:4" not in V.coverage_markdown(runs[runs["kind"] != "selfgen"], t)
 
 
 def test_shift_moves_only_the_measured_runs_by_their_own_drift():
