@@ -332,8 +332,8 @@ def drift_table(folder: str | Path, profile: str, keys: set[str] | None = None) 
     sources and mixes): one row per run and kernel variant — method, sparsity, label, seed, variant and, per column
     of COLUMNS, variant − reference retention in points. Empty when nothing was measured. OASIS's runs are read by
     ``samples.drift_table`` and ``selection_study.drift_table``."""
-    return drift_frame([r for r in drift_rows(folder, profile, keys)
-                        if r.get("kind", "source") in ("source", "mix") and r.get("suite") != "oasis"])  # OASIS's whole sets: samples.drift_table
+    return drift_frame([r for r in drift_rows(folder, profile, keys)  # OASIS's whole sets: samples.drift_table
+                        if r.get("kind", "source") in ("source", "mix") and r.get("suite") != "oasis"])
 
 
 def drift_frame(rows: list[dict]) -> pd.DataFrame:

@@ -420,7 +420,8 @@ def drawn(drift: pd.DataFrame, cols: list[str], n: int, rng: np.random.Generator
 
 def borrowed(table: pd.DataFrame, drift: pd.DataFrame, cols: list[str]) -> str:
     """Markdown sentence: which combinations of ``cols`` in ``table`` have no measured runs of their own and are
-    perturbed by whose (``pool``'s fallback); empty when every one has its own or nothing was measured."""
+    perturbed by whose (``pool``'s fallback); empty when every one has its own (or ``table`` is empty), "nothing
+    measured." when ``drift`` is."""
     if not len(drift) or not len(table):
         return "nothing measured.\n" if len(table) else ""
     out = []
