@@ -214,9 +214,11 @@ def main() -> None:
     rows = [r for r in rows if r.get("kind") != "select"]
     if not rows:
         return
-    suites = sorted({r.get("suite", "embedded") for r in rows})  # retention columns differ between suites
-    s = {suite: drift_stats(drift_frame([r for r in rows if r.get("suite", "embedded") == suite])) for suite in suites}
-    for name, part in ((f"{suite} {name}", part) for suite in suites for name, part in s[suite].items()):
+    by_suite = {}  # retention columns differ between suites (rows before suites were recorded: embedded)
+    for r in rows:
+        by_suite.setdefault(r.get("suite", "embedded"), []).append(r)
+    s = {suite: drift_stats(drift_frame(part)) for suite, part in sorted(by_suite.items())}
+    for name, part in ((f"{suite} {name}", part) for suite, stats in s.items() for name, part in stats.items()):
         print(f"{name} ({part['runs']} runs): " + ", ".join(
             f"{c[2:]} mean {v['mean']:+.2f} sd {v['sd'] if v['sd'] is None else round(v['sd'], 2)} "
             f"max|Δ| {v['max_abs']:.2f}" for c, v in part.items()

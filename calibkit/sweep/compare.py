@@ -78,9 +78,10 @@ def compare_records(committed: dict, fresh: dict) -> dict:
     same_items = evaluated_items(committed) == evaluated_items(fresh)
     digests = [r["calibration"].get("tokens_sha256") for r in (committed, fresh)]
     same_set = None if None in digests else digests[0] == digests[1]  # records before 2026-11-29: no digest
-    return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and same_items and same_set is not False,
+    comparable = same_items and same_set is not False
+    return {"retention_pts": d_ret, "profile_rel": d_prof, "exact": exact and comparable,
             "reproduced": within_tolerance(a, b, committed["config"].get("suite")) and d_prof <= PROFILE_TOL
-            and same_items and same_set is not False,
+            and comparable,
             "same_items": same_items, "same_calibration": same_set, "scorers": [scorer(committed), scorer(fresh)]}
 
 
